@@ -1,0 +1,61 @@
+# clrp-widgets: `make demo` and `make test` are all a newcomer needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+JS_SRC := $(wildcard js/*.js js/lib/*.js) package.json
+BUNDLE := clrp_widgets/static/heatmap.js
+PORT ?= 8888
+
+.PHONY: setup test lint typecheck jstest pytest demo demo-html bench chromium clean
+
+## setup: venv + pinned torch + the package (editable, which runs the npm build) + test tools
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+$(BUNDLE): $(JS_SRC) | $(STAMP)
+	npm install --no-audit --no-fund --loglevel=error
+	npm run build
+
+setup: $(STAMP) $(BUNDLE)
+
+## chromium for the real-browser tests (Debian's package; never `playwright install`)
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy clrp_widgets/engine clrp_widgets/results
+
+jstest: setup
+	node --test js/tests/
+
+pytest: setup chromium
+	$(BIN)/pytest
+
+test: lint typecheck jstest pytest
+
+## demo: JupyterLab on the quickstart notebook (demo-html: the headless variant)
+demo: setup
+	$(BIN)/jupyter lab notebooks/quickstart.ipynb --port=$(PORT)
+
+demo-html: setup
+	mkdir -p build
+	$(PY) -m clrp_widgets.export notebooks/quickstart.ipynb -o build/quickstart.html
+	@echo "wrote build/quickstart.html (self-contained; open it offline)"
+
+bench: setup
+	$(PY) bench/engine.py
+	$(PY) bench/widgets.py
+	$(PY) bench/scale.py
+
+clean:
+	rm -rf build dist clrp_widgets/static node_modules

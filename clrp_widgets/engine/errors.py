@@ -1,0 +1,30 @@
+"""The project's exception family: every message names the problem and the fix."""
+
+from __future__ import annotations
+
+
+class CLRPError(Exception):
+    """Base class of every error raised on purpose by clrp_widgets."""
+
+
+class InputError(CLRPError, ValueError):
+    """The input tensor, target or a numeric argument is not usable (shape, dtype, NaN, range)."""
+
+
+class ConfigError(CLRPError, ValueError):
+    """An unknown preset, variant, contrast, rule mapping or an inconsistent setting."""
+
+
+class UnsupportedLayerError(CLRPError, TypeError):
+    """The model holds a layer type for which no relevance rule is known."""
+
+
+class LayerNotFoundError(CLRPError, KeyError):
+    """A layer name that the model does not have."""
+
+    def __str__(self) -> str:  # KeyError would quote the message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class ModelNotAvailableError(CLRPError, FileNotFoundError):
+    """Model weights are not on this machine (no download happens at run time)."""
