@@ -33,7 +33,7 @@ def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'clrp_widgets' has no attribute {name!r}")
     module = importlib.import_module(_EXPORTS[name])
-    value = module if module.__name__.endswith("." + name) else getattr(module, name)
+    value = getattr(module, name, module)  # a function or class of that name, else the module
     globals()[name] = value
     return value
 
