@@ -1,0 +1,39 @@
+"""``python -m clrp_widgets.export NB.ipynb -o OUT.html [--no-execute]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from clrp_widgets.engine.errors import CLRPError
+from clrp_widgets.export.run import export_notebook
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m clrp_widgets.export",
+        description="Execute a notebook and write it as one self-contained HTML file whose "
+        "widgets render with no network.",
+    )
+    parser.add_argument("notebook", help="the .ipynb file")
+    parser.add_argument("-o", "--output", help="HTML file to write (default: NOTEBOOK.html)")
+    parser.add_argument(
+        "--no-execute", action="store_true", help="export the saved outputs without running"
+    )
+    parser.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
+    args = parser.parse_args(argv)
+    output = args.output or str(args.notebook).removesuffix(".ipynb") + ".html"
+    try:
+        path = export_notebook(
+            args.notebook, output, execute=not args.no_execute, timeout=args.timeout
+        )
+    except CLRPError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, self-contained: open it offline)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

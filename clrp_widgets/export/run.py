@@ -1,0 +1,97 @@
+"""Execute a notebook (keeping its widget state) and write it as one offline HTML file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+from nbformat import NotebookNode
+
+from clrp_widgets.engine.errors import CLRPError, InputError
+from clrp_widgets.export.exporter import ClrpHTMLExporter
+
+
+class NotebookExecutionError(CLRPError, RuntimeError):
+    """A cell of the notebook being exported raised an error."""
+
+
+def _failing_cell(nb: NotebookNode) -> tuple[int, NotebookNode] | None:
+    for index, cell in enumerate(nb.cells):
+        if any(out.get("output_type") == "error" for out in cell.get("outputs", [])):
+            return index, cell
+    return None
+
+
+def execute_notebook(
+    nb: NotebookNode, workdir: Path, *, timeout: int = 600, kernel_name: str = "python3"
+) -> NotebookNode:
+    """Run every cell of ``nb`` in ``workdir`` and store the widget state in its metadata.
+
+    Raises
+    ------
+    NotebookExecutionError
+        Naming the failing cell (its index and first line) and the error it raised.
+    """
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name=kernel_name,
+        resources={"metadata": {"path": str(workdir)}},
+        store_widget_state=True,
+    )
+    try:
+        client.execute()
+    except CellExecutionError as err:
+        found = _failing_cell(nb)
+        where = "a cell"
+        if found is not None:
+            index, cell = found
+            first_line = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
+            where = f"cell {index} (code starting {first_line!r})"
+        raise NotebookExecutionError(
+            f"Executing the notebook failed in {where}: {err.ename}: {err.evalue}. Fix that "
+            "cell (run the notebook in Jupyter to see the full traceback), or export the "
+            "notebook as saved with --no-execute."
+        ) from err
+    return nb
+
+
+def export_notebook(
+    notebook: str | Path,
+    output: str | Path,
+    *,
+    execute: bool = True,
+    timeout: int = 600,
+) -> Path:
+    """Write ``notebook`` as one self-contained HTML file whose widgets render offline.
+
+    Parameters
+    ----------
+    notebook
+        Path of the ``.ipynb`` file.
+    output
+        Path of the HTML file to write (its folder is created).
+    execute
+        Run the notebook first (in its own folder), so its outputs and widget state are fresh.
+        Otherwise export what the file holds, which needs its widget state saved.
+    timeout
+        Seconds each cell may run.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    source = Path(notebook)
+    if not source.is_file():
+        raise InputError(f"No notebook at {source}: give the path of an existing .ipynb file.")
+    nb = nbformat.read(source, as_version=4)
+    if execute:
+        nb = execute_notebook(nb, source.resolve().parent, timeout=timeout)
+    html, _ = ClrpHTMLExporter().from_notebook_node(nb, {"metadata": {"name": source.stem}})
+    target = Path(output)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(html, encoding="utf-8")
+    return target
