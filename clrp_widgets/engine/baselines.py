@@ -1,0 +1,271 @@
+"""Gradient-based baselines: gradient, gradient×input, DeConvNet, Guided Backprop and Grad-CAM.
+
+Torch only. Every function takes ``model`` (a classifier returning logits), ``x`` of shape
+(N, C, H, W) and ``target`` (an int or a sequence of N ints), validates them like the relevance
+engine, and leaves the model bit-identical, with no hooks, also when it raises.
+
+DeConvNet and Guided Backprop change the backward pass of every ``torch.nn.ReLU`` *module* in
+the model; a ``torch.nn.functional.relu`` called inside a custom ``forward`` keeps its plain
+gradient. Gradients are taken with ``torch.autograd.grad``, so no ``.grad`` field is touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from clrp_widgets.engine.errors import ConfigError, InputError, LayerNotFoundError
+
+Target = int | Sequence[int] | torch.Tensor
+
+BASELINES = ("gradient", "gradient_x_input", "deconvnet", "guided_backprop", "gradcam")
+
+
+def validate_input(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """TEMP until the engine's validation lands."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[0] == 0:
+        raise InputError("x must be a non-empty (N, C, H, W) tensor")
+    if not x.is_floating_point():
+        raise InputError("x must be floating point")
+    if not torch.isfinite(x).all():
+        raise InputError("x holds NaN or inf")
+    return x
+
+
+def validate_targets(target: Target, logits: torch.Tensor) -> torch.Tensor:
+    """TEMP until the engine's validation lands."""
+    n, c = logits.shape
+    t = torch.as_tensor(target, dtype=torch.long, device=logits.device).reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(n)
+    if t.numel() != n or (t < 0).any() or (t >= c).any():
+        raise InputError("bad target")
+    return t
+
+
+@contextmanager
+def eval_semantics(model: nn.Module) -> Iterator[None]:
+    """TEMP until the engine's validation lands."""
+    flags = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, flag in flags.items():
+            m.training = flag
+
+
+def closest_names(name: str, names: list[str]) -> list[str]:
+    """TEMP until the engine's validation lands."""
+    import difflib
+
+    return difflib.get_close_matches(name, names)
+
+
+class _ModifiedReLU(torch.autograd.Function):
+    """ReLU whose backward pass is the DeConvNet or Guided Backprop rule."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, guided: bool) -> torch.Tensor:
+        ctx.guided = guided
+        ctx.save_for_backward(x)
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (x,) = ctx.saved_tensors
+        grad = grad.clamp(min=0)
+        if ctx.guided:
+            grad = grad * (x > 0)
+        return grad, None
+
+
+@contextmanager
+def _modified_relus(model: nn.Module, guided: bool) -> Iterator[None]:
+    """Route every ``nn.ReLU`` module's output through :class:`_ModifiedReLU`.
+
+    A pre-hook keeps the pre-activation and hands the module a detached copy (so an in-place ReLU
+    cannot overwrite it); the forward hook replaces the module's output by the modified ReLU of
+    the kept pre-activation. Hooks are removed on exit, also after an exception.
+    """
+    handles = []
+    pending: dict[int, list[torch.Tensor]] = {}
+
+    def keep_input(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor]:
+        pending.setdefault(id(module), []).append(args[0])
+        return (args[0].detach().clone(),)
+
+    def replace_output(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
+        return _ModifiedReLU.apply(pending[id(module)].pop(), guided)
+
+    try:
+        for module in model.modules():
+            if isinstance(module, nn.ReLU):
+                handles.append(module.register_forward_pre_hook(keep_input))
+                handles.append(module.register_forward_hook(replace_output))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _input_gradient(
+    model: nn.Module, x: torch.Tensor, target: Target, guided: bool | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient of the target logits w.r.t. ``x`` (ReLUs modified when ``guided`` is not None)."""
+    x = validate_input(model, x)
+    with eval_semantics(model):
+        leaf = x.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            if guided is None:
+                logits = model(leaf)
+            else:
+                with _modified_relus(model, guided):
+                    logits = model(leaf)
+            targets = validate_targets(target, logits)
+            score = logits.gather(1, targets[:, None]).sum()
+            (grad,) = torch.autograd.grad(score, leaf)
+    return grad, leaf.detach()
+
+
+def gradient(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
+    """Gradient of the target logit with respect to the input.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Classifier returning logits (N, classes).
+    x : torch.Tensor
+        Input batch (N, C, H, W), floating point.
+    target : int or sequence of int
+        One class for the whole batch or one per sample.
+
+    Returns
+    -------
+    torch.Tensor
+        Same shape as ``x``.
+    """
+    return _input_gradient(model, x, target)[0]
+
+
+def gradient_x_input(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
+    """Gradient times input, elementwise (same parameters and shape as :func:`gradient`)."""
+    grad, leaf = _input_gradient(model, x, target)
+    return grad * leaf
+
+
+def deconvnet(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
+    """DeConvNet (Zeiler & Fergus): ReLUs pass only the positive part of the backward signal.
+
+    Same parameters and shape as :func:`gradient`.
+    """
+    return _input_gradient(model, x, target, guided=False)[0]
+
+
+def guided_backprop(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
+    """Guided Backprop (Springenberg et al.): gradient masked by positive input and signal.
+
+    Same parameters and shape as :func:`gradient`.
+    """
+    return _input_gradient(model, x, target, guided=True)[0]
+
+
+def last_conv_name(model: nn.Module) -> str:
+    """Name of the last ``nn.Conv2d`` module in registration order (Grad-CAM's default layer)."""
+    names = [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
+    if not names:
+        raise ConfigError(
+            "Grad-CAM needs a convolutional layer, but the model has no nn.Conv2d; "
+            "pass layer=<module name> of a layer with (N, C, h, w) output."
+        )
+    return names[-1]
+
+
+def gradcam(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: Target,
+    layer: str | None = None,
+    upsample: bool = True,
+) -> torch.Tensor:
+    """Grad-CAM (Selvaraju et al.): ReLU(Σ_k α_k A_k) with α_k the mean gradient of channel k.
+
+    Parameters
+    ----------
+    model, x, target
+        As in :func:`gradient`.
+    layer : str, optional
+        Module name whose (N, K, h, w) output is A; default: the last ``nn.Conv2d``.
+    upsample : bool
+        Bilinearly upsample the map to the input's (H, W) (``align_corners=False``).
+
+    Returns
+    -------
+    torch.Tensor
+        (N, H, W) when ``upsample``, else (N, h, w); non-negative.
+    """
+    x = validate_input(model, x)
+    name = last_conv_name(model) if layer is None else layer
+    modules = dict(model.named_modules())
+    if name not in modules:
+        raise LayerNotFoundError(
+            f"layer {name!r} is not a module of the model; closest names: "
+            f"{closest_names(name, list(modules))}. Use one of Explainer.layer_names."
+        )
+    kept: list[torch.Tensor] = []
+
+    def keep_output(module: nn.Module, args: Any, output: Any) -> torch.Tensor:
+        if not isinstance(output, torch.Tensor) or output.dim() != 4:
+            raise ConfigError(
+                f"Grad-CAM needs a layer with (N, K, h, w) output; {name!r} gives "
+                f"{getattr(output, 'shape', type(output))}. Pick a convolution or pooling layer."
+            )
+        kept.append(output)
+        return output.clone()  # a later in-place ReLU must not overwrite the kept activation
+
+    with eval_semantics(model), torch.enable_grad():
+        handle = modules[name].register_forward_hook(keep_output)
+        try:
+            logits = model(x.detach().clone().requires_grad_(True))
+        finally:
+            handle.remove()
+        targets = validate_targets(target, logits)
+        activation = kept[-1]
+        score = logits.gather(1, targets[:, None]).sum()
+        (grad,) = torch.autograd.grad(score, activation)
+    weights = grad.mean(dim=(2, 3), keepdim=True)
+    cam = (weights * activation.detach()).sum(dim=1).clamp(min=0)
+    if upsample:
+        cam = F.interpolate(cam[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)
+        cam = cam[:, 0]
+    return cam
+
+
+_PIXEL_BASELINES: dict[str, Callable[[nn.Module, torch.Tensor, Target], torch.Tensor]] = {
+    "gradient": gradient,
+    "gradient_x_input": gradient_x_input,
+    "deconvnet": deconvnet,
+    "guided_backprop": guided_backprop,
+}
+
+
+def baseline(
+    model: nn.Module, x: torch.Tensor, target: Target, method: str, layer: str | None = None
+) -> torch.Tensor:
+    """Run a baseline by name (one of :data:`BASELINES`).
+
+    Returns the input-shaped map for pixel methods and the upsampled (N, H, W) map for
+    ``"gradcam"`` (``layer`` is only used by Grad-CAM).
+    """
+    if method == "gradcam":
+        return gradcam(model, x, target, layer=layer)
+    if method not in _PIXEL_BASELINES:
+        raise ConfigError(f"unknown baseline {method!r}; choose one of {', '.join(BASELINES)}.")
+    if layer is not None:
+        raise ConfigError(f"layer= is only used by 'gradcam', not by {method!r}; drop it.")
+    return _PIXEL_BASELINES[method](model, x, target)
