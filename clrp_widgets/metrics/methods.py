@@ -1,0 +1,67 @@
+"""The explanation methods the runner compares, each reduced to one (H, W) map per image.
+
+| method | map |
+|---|---|
+| ``lrp`` | ``cw.lrp`` relevance summed over colour (DESIGN's ``heatmap``) |
+| ``clrp1``, ``clrp2``, ``sglrp`` | ``cw.clrp`` (clipped at 0) summed over colour |
+| ``gradient``, ``deconvnet``, ``guided_backprop`` | max over colour of the absolute value |
+|   | (the usual saliency map of Simonyan et al.) |
+| ``gradient_x_input`` | summed over colour |
+| ``gradcam`` | Grad-CAM at the last conv layer, bilinearly upsampled |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from clrp_widgets.engine.errors import ConfigError
+
+MapFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, Any], torch.Tensor]
+
+RELEVANCE_METHODS = ("lrp", "clrp1", "clrp2", "sglrp")
+BASELINE_METHODS = ("gradient", "gradient_x_input", "deconvnet", "guided_backprop", "gradcam")
+METHODS = RELEVANCE_METHODS + BASELINE_METHODS
+DEFAULT_METHODS = ("lrp", "clrp1", "clrp2", "sglrp", "gradient", "guided_backprop", "gradcam")
+
+
+def _relevance(method: str) -> MapFn:
+    def run(model: nn.Module, x: torch.Tensor, t: torch.Tensor, bounds: Any) -> torch.Tensor:
+        from clrp_widgets.functional import clrp, lrp
+
+        if method == "lrp":
+            r = lrp(model, x, t, input_bounds=bounds)
+        else:
+            r = clrp(model, x, t, variant=method, input_bounds=bounds)
+        return r.sum(dim=1)
+
+    return run
+
+
+def _baseline(method: str) -> MapFn:
+    def run(model: nn.Module, x: torch.Tensor, t: torch.Tensor, bounds: Any) -> torch.Tensor:
+        from clrp_widgets.engine.baselines import baseline
+
+        r = baseline(model, x, t, method)
+        if method == "gradcam":
+            return r
+        if method == "gradient_x_input":
+            return r.sum(dim=1)
+        return r.abs().amax(dim=1)
+
+    return run
+
+
+def method_maps(
+    method: str, model: nn.Module, x: torch.Tensor, targets: torch.Tensor, input_bounds: Any
+) -> np.ndarray:
+    """Maps (N, H, W) float32 of ``method`` for images ``x`` and one target per image."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}.")
+    fn = _relevance(method) if method in RELEVANCE_METHODS else _baseline(method)
+    maps = fn(model, x, targets, input_bounds)
+    return maps.detach().float().cpu().numpy()
