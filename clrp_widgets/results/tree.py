@@ -1,0 +1,181 @@
+"""Build the labelled result tree (DESIGN §3) from the engine's output.
+
+Layout of the returned ``xarray.DataTree``::
+
+    /                  logits, probs (sample, class); coords class, class_name, target (sample)
+                       attrs method, rules, contrast, dual_seed, input_bounds, model, version,
+                       layer_order, seed_sum
+    /input             relevance (kind, sample, color, y, x), heatmap (kind, sample, y, x)
+    /layers/<module>   relevance (kind, sample, channel, y, x) or (kind, sample, unit),
+                       activation (sample, channel, y, x) or (sample, unit),
+                       neuron_relevance (kind, sample, channel)
+
+Node names are the torch module names, dots included (``tree["layers/features.28"]``); the
+only rewrites are ``"/"`` to ``"∕"`` (U+2215) and the root module ``""`` to ``"(model)"``, see
+:func:`node_name`. Arrays are wrapped, not copied, where the engine's tensors live on the CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import xarray as xr
+
+from clrp_widgets.results.attrs import encode_attrs
+
+ROOT_NODE = "(model)"
+SLASH_STANDIN = "\u2215"
+_SPATIAL = {0: (), 1: ("x",), 2: ("y", "x"), 3: ("z", "y", "x")}
+
+
+class LayerCaptureLike(Protocol):
+    """What the builder reads from one captured layer (the engine's ``LayerCapture``)."""
+
+    activation: Any  # (N, ...) tensor: the module's output
+    relevance: Any  # (K, N, ...) tensor: relevance at the module's output
+
+
+class EngineOutputLike(Protocol):
+    """What the builder reads from the engine's ``EngineOutput``."""
+
+    logits: Any  # (N, classes)
+    targets: Any  # (N,)
+    kinds: tuple[str, ...]
+    input: Any  # (K, N, C, H, W)
+    layers: Mapping[str, LayerCaptureLike]
+    seed_sums: Any  # (K, N)
+
+
+def node_name(module_name: str) -> str:
+    """DataTree node name of a torch module name (identity except ``""`` and ``"/"``)."""
+    return module_name.replace("/", SLASH_STANDIN) if module_name else ROOT_NODE
+
+
+def module_name(name: str) -> str:
+    """Inverse of :func:`node_name`."""
+    return "" if name == ROOT_NODE else name.replace(SLASH_STANDIN, "/")
+
+
+def as_numpy(array: Any) -> np.ndarray:
+    """A numpy view of a (detached, CPU) torch tensor or array-like; copies only off the CPU."""
+    if hasattr(array, "detach"):
+        array = array.detach()
+        if array.device.type != "cpu":
+            array = array.cpu()
+        return array.numpy()
+    return np.asarray(array)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def _unit_dims(ndim: int) -> tuple[str, ...]:
+    """Dims of one sample's values: ("unit",) for flat outputs, else ("channel", *spatial)."""
+    if ndim == 1:
+        return ("unit",)
+    if ndim - 1 not in _SPATIAL:
+        raise ValueError(f"cannot label a layer output with {ndim - 1} spatial dimensions")
+    return ("channel", *_SPATIAL[ndim - 1])
+
+
+def _ledger(
+    relevance: np.ndarray, seed_sum: np.ndarray, scale: float, kinds: Sequence[str]
+) -> dict[str, float | None]:
+    """Σ relevance / Σ seed per kind; None where the seed sums to zero (at float precision)."""
+    totals = relevance.reshape(len(kinds), -1).sum(axis=1, dtype=np.float64)
+    return {
+        kind: float(total / seed) if abs(seed) > 1e-6 * scale else None
+        for kind, total, seed in zip(kinds, totals, seed_sum, strict=True)
+    }
+
+
+def _layer_dataset(
+    capture: LayerCaptureLike, kinds: Sequence[str], seed_sum: np.ndarray, scale: float
+) -> xr.Dataset:
+    relevance = as_numpy(capture.relevance)
+    activation = as_numpy(capture.activation)
+    dims = _unit_dims(activation.ndim - 1)
+    spatial_axes = tuple(range(3, relevance.ndim))
+    neuron = relevance.sum(axis=spatial_axes) if spatial_axes else relevance
+    data = {
+        "relevance": (("kind", "sample", *dims), relevance),
+        "activation": (("sample", *dims), activation),
+        "neuron_relevance": (("kind", "sample", "channel"), neuron),
+    }
+    attrs = {"conservation": _ledger(relevance, seed_sum, scale, kinds)}
+    return xr.Dataset(data, coords={"kind": list(kinds)}, attrs=encode_attrs(attrs))
+
+
+def build_tree(
+    output: EngineOutputLike,
+    *,
+    class_names: Sequence[str] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+) -> xr.DataTree:
+    """Label an engine output as the result tree of DESIGN §3.
+
+    Parameters
+    ----------
+    output : EngineOutputLike
+        The engine's ``EngineOutput`` (or anything with its fields).
+    class_names : sequence of str, optional
+        One name per class; default: the class indices as strings.
+    attrs : mapping, optional
+        Provenance for the root (method, rules, contrast, dual_seed, input_bounds, model, version,
+        ...); values are encoded with :func:`clrp_widgets.results.encode_attr`.
+
+    Returns
+    -------
+    xarray.DataTree
+        Root with logits/probs, ``/input`` and one ``/layers/<module name>`` node per capture,
+        in forward order. Every node with relevance carries a ``conservation`` attribute:
+        ``{kind: Σ relevance / Σ seed}``, ``None`` where the kind's seed sums to zero (the
+        contrast of CLRP1, CLRP2, pairwise and SGLRP).
+    """
+    kinds = tuple(output.kinds)
+    logits = as_numpy(output.logits)
+    targets = as_numpy(output.targets).astype(np.int64, copy=False)
+    n_samples, n_classes = logits.shape
+    names = [str(i) for i in range(n_classes)] if class_names is None else list(class_names)
+    if len(names) != n_classes:
+        raise ValueError(f"{len(names)} class names for a model with {n_classes} classes")
+    seed_sum = as_numpy(output.seed_sums).sum(axis=1, dtype=np.float64)
+    target_logits = np.abs(logits[np.arange(n_samples), targets]).sum(dtype=np.float64)
+    scale = max(float(np.abs(seed_sum).max(initial=0.0)), float(target_logits))
+
+    root_attrs = dict(attrs or {})
+    root_attrs["layer_order"] = list(output.layers)
+    root_attrs["seed_sum"] = dict(zip(kinds, seed_sum.tolist(), strict=True))
+    root = xr.Dataset(
+        {
+            "logits": (("sample", "class"), logits),
+            "probs": (("sample", "class"), _softmax(logits).astype(logits.dtype, copy=False)),
+        },
+        coords={
+            "class": np.arange(n_classes),
+            "class_name": ("class", np.array(names, dtype=str)),
+            "target": ("sample", targets),
+        },
+        attrs=encode_attrs(root_attrs),
+    )
+    relevance = as_numpy(output.input)
+    inputs = xr.Dataset(
+        {
+            "relevance": (("kind", "sample", "color", "y", "x"), relevance),
+            "heatmap": (("kind", "sample", "y", "x"), relevance.sum(axis=2)),
+        },
+        coords={"kind": list(kinds)},
+        attrs=encode_attrs({"conservation": _ledger(relevance, seed_sum, scale, kinds)}),
+    )
+    layers = {
+        node_name(name): xr.DataTree(_layer_dataset(capture, kinds, seed_sum, scale))
+        for name, capture in output.layers.items()
+    }
+    return xr.DataTree(
+        root,
+        children={"input": xr.DataTree(inputs), "layers": xr.DataTree(children=layers)},
+    )
