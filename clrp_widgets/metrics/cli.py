@@ -1,0 +1,114 @@
+"""``python -m clrp_widgets.evaluate`` / ``clrp-evaluate``: the paper's evaluation from a shell.
+
+Examples
+--------
+python -m clrp_widgets.evaluate --model shapes --n 500 --methods lrp,clrp1,clrp2,sglrp,gradient \\
+    --metrics pointing_game,strict_pointing_game,ablation,class_sensitivity --json out.json
+python -m clrp_widgets.evaluate --model vgg16 --imagenet val/ --annotations val_xml/ \\
+    --classes LOC_synset_mapping.txt --n 1000
+python -m clrp_widgets.evaluate --model my_voc_model --voc07 VOCdevkit/ --n 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from clrp_widgets.engine.errors import CLRPError
+from clrp_widgets.metrics.loaders import load_imagenet_folder, load_voc07
+from clrp_widgets.metrics.methods import METHODS
+from clrp_widgets.metrics.report import format_table, scores_dict
+from clrp_widgets.metrics.runner import DEFAULT_METRICS, METRICS, evaluate
+
+CLI_METHODS = ("lrp", "clrp1", "clrp2", "sglrp", "gradient")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser (also documents every option in ``--help``)."""
+    p = argparse.ArgumentParser(
+        prog="python -m clrp_widgets.evaluate",
+        description="Pointing game, ablation and class sensitivity of LRP, CLRP and baselines.",
+    )
+    p.add_argument("--model", default="shapes", help="cw.load_model name (default: shapes)")
+    p.add_argument("--weights", help="weights file for torchvision models (else the torch cache)")
+    p.add_argument("--n", type=int, default=500, help="number of images (default 500)")
+    p.add_argument("--seed", type=int, default=0, help="scene seed for --model shapes data")
+    p.add_argument("--methods", default=",".join(CLI_METHODS), help=f"from {','.join(METHODS)}")
+    p.add_argument("--metrics", default=",".join(DEFAULT_METRICS), help=f"from {','.join(METRICS)}")
+    p.add_argument("--targets", default="present", choices=("present", "predicted"))
+    p.add_argument("--batch-size", type=int, default=32)
+    data = p.add_mutually_exclusive_group()
+    data.add_argument("--imagenet", metavar="DIR", help="ImageNet-style folder with VOC XML boxes")
+    data.add_argument("--voc07", metavar="DIR", help="VOCdevkit or VOC2007 folder")
+    p.add_argument("--annotations", metavar="DIR", help="XML folder for --imagenet, if separate")
+    p.add_argument("--split", default="test", help="VOC07 split (default test)")
+    p.add_argument("--difficult", action="store_true", help="VOC07: keep difficult objects")
+    p.add_argument("--classes", metavar="FILE", help="annotation name -> class index (txt/json)")
+    p.add_argument("--size", type=int, help="model input side (default 64 shapes, else 224)")
+    p.add_argument("--json", metavar="PATH", help='write {"<method>": {"<metric>": value}}')
+    p.add_argument("--netcdf", metavar="PATH", help="write the full result Dataset (netCDF)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return p
+
+
+def _data(args: argparse.Namespace, bundle: Any) -> Any:
+    if not (args.imagenet or args.voc07):
+        return args.n
+    size = args.size or (64 if args.model == "shapes" else 224)
+    common = {
+        "size": size,
+        "classes_file": args.classes,
+        "preprocess": _normaliser(bundle),
+        "limit": args.n,
+    }
+    names = tuple(bundle.class_names or ())
+    if args.imagenet:
+        return load_imagenet_folder(args.imagenet, names, annotations=args.annotations, **common)
+    return load_voc07(
+        args.voc07, names, split=args.split, include_difficult=args.difficult, **common
+    )
+
+
+def _normaliser(bundle: Any) -> Any:
+    """The bundle's normalisation without resizing: ``bundle.normalize`` if it has one."""
+    from clrp_widgets.metrics.loaders import to_tensor
+
+    norm = getattr(bundle, "normalize", None)
+    if norm is None:
+        return None
+    return lambda image: norm(to_tensor(image))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the evaluation CLI; returns the process exit status."""
+    args = parser().parse_args(argv)
+    from clrp_widgets.models.loaders import load_model
+
+    try:
+        kwargs = {"weights_path": args.weights} if args.weights else {}
+        bundle = load_model(args.model, **kwargs)
+        ds = evaluate(
+            bundle,
+            _data(args, bundle),
+            methods=[m.strip() for m in args.methods.split(",") if m.strip()],
+            metrics=[m.strip() for m in args.metrics.split(",") if m.strip()],
+            targets=args.targets,
+            batch_size=args.batch_size,
+            progress=not args.no_progress,
+            seed=args.seed,
+        )
+    except CLRPError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(format_table(ds))
+    if args.json:
+        Path(args.json).write_text(json.dumps(scores_dict(ds), indent=2) + "\n")
+        print(f"wrote {args.json}")
+    if args.netcdf:
+        ds.to_netcdf(args.netcdf, engine="h5netcdf")
+        print(f"wrote {args.netcdf}")
+    return 0
