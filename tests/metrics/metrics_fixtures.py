@@ -35,7 +35,8 @@ def write_scenes_as_imagenet(scenes, root: Path, xml_dir: Path | None = None) ->
     for i in range(len(scenes)):
         classes = scenes.object_class.values[i]
         boxes = scenes.boxes.values[i]
-        objs = [(names[c], tuple(int(v) for v in b), 0) for c, b in zip(classes, boxes) if c >= 0]
+        pairs = zip(classes, boxes, strict=True)
+        objs = [(names[c], tuple(int(v) for v in b), 0) for c, b in pairs if c >= 0]
         folder = root / objs[0][0]
         folder.mkdir(parents=True, exist_ok=True)
         write_image(folder / f"scene_{i:04d}.png", scenes.images.values[i])
