@@ -1,0 +1,158 @@
+"""``ExplainSession``: every computation the Explorer shows, cached per image.
+
+The Explainer's engine caches the forward pass per input, so a new target, contrast or channel
+costs one backward pass; this session caches what the widgets show on top of that (result trees,
+decision maps, conditional and neuron maps), so a view that was seen before costs nothing.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from clrp_widgets.results import node_name
+
+LRP_CONTRASTS = ("lrp", "clrp1", "clrp2", "sglrp", "pairwise")
+BASELINES = ("gradient", "gradient_x_input", "deconvnet", "guided_backprop", "gradcam")
+
+
+@dataclass(frozen=True)
+class View:
+    """What the Explorer shows: one immutable snapshot per request."""
+
+    target: int
+    contrast: str
+    class_b: int
+    rules: str
+    layer: str
+    channels: tuple[int, ...] = ()
+    pixel: tuple[int, int] | None = None
+    neuron_mode: str = "decision"
+
+    @property
+    def panel_contrast(self) -> str:
+        """The LRP-family contrast of the neuron panel (baselines have no layer decomposition)."""
+        return self.contrast if self.contrast in LRP_CONTRASTS else "clrp1"
+
+    @property
+    def kind(self) -> str:
+        """The tree kind shown: ``"target"`` for plain LRP, else the unclipped ``"contrast"``."""
+        return "target" if self.panel_contrast == "lrp" else "contrast"
+
+    def engine_contrast(self) -> str | int:
+        """The contrast argument of the Explainer: class B's index for "pairwise"."""
+        return self.class_b if self.panel_contrast == "pairwise" else self.panel_contrast
+
+    def decision(self) -> View:
+        """The part of the view that decides the neuron panel's tree."""
+        return replace(self, channels=(), pixel=None, neuron_mode="decision")
+
+
+class _Cache:
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.items: OrderedDict[Hashable, Any] = OrderedDict()
+
+    def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        if key in self.items:
+            self.items.move_to_end(key)
+            return self.items[key]
+        value = self.items[key] = make()
+        while len(self.items) > self.size:
+            self.items.popitem(last=False)
+        return value
+
+
+class ExplainSession:
+    """Cached explanations of one image ``x`` (1, C, H, W) with one Explainer per rules preset."""
+
+    def __init__(self, make_explainer: Callable[[str], Any], x: torch.Tensor) -> None:
+        self._make = make_explainer
+        self.x = x
+        self._explainers: dict[str, Any] = {}
+        self._trees = _Cache(12)
+        self._maps = _Cache(512)
+        self.backward_calls = 0
+
+    def explainer(self, rules: str) -> Any:
+        """The Explainer for a rules preset (built once)."""
+        if rules not in self._explainers:
+            self._explainers[rules] = self._make(rules)
+        return self._explainers[rules]
+
+    def probs(self, rules: str) -> np.ndarray:
+        """Class probabilities (C,) of the image."""
+        key = ("probs", rules)
+        return self._maps.get(key, lambda: self.explainer(rules).predict(self.x).values[0])
+
+    def tree(self, view: View) -> xr.DataTree:
+        """The result tree of the view's target and panel contrast, capturing the view's layer."""
+        key = (view.rules, view.target, view.engine_contrast(), view.layer)
+
+        def make() -> xr.DataTree:
+            self.backward_calls += 1
+            return self.explainer(view.rules).explain(
+                self.x, view.target, contrast=view.engine_contrast(), layers=[view.layer]
+            )
+
+        return self._trees.get(key, make)
+
+    def decision_map(self, view: View) -> np.ndarray:
+        """The (H, W) map of the header's contrast: LRP-family from the tree, or a baseline."""
+        if view.contrast in LRP_CONTRASTS:
+            heat = self.tree(view)["input"]["heatmap"]
+            return heat.sel(kind=view.kind).values[0]
+        key = ("baseline", view.rules, view.target, view.contrast)
+
+        def make() -> np.ndarray:
+            self.backward_calls += 1
+            ex = self.explainer(view.rules)
+            return np.asarray(ex.baseline(self.x, view.target, view.contrast).values[0])
+
+        return self._maps.get(key, make)
+
+    def layer(self, view: View) -> xr.Dataset:
+        """The view's layer node (relevance, activation, neuron_relevance) for sample 0."""
+        node = self.tree(view)["layers"][node_name(view.layer)]
+        return node.to_dataset().isel(sample=0)
+
+    def conditional(self, view: View, channels: Sequence[int]) -> dict[int, np.ndarray]:
+        """Conditional (H, W) maps of ``channels`` at the view's layer; missing ones in one pass."""
+        base = ("conditional", view.rules, view.target, view.engine_contrast(), view.layer)
+        missing = [c for c in channels if (*base, c) not in self._maps.items]
+        if missing:
+            self.backward_calls += 1
+            ex = self.explainer(view.rules)
+            arr = ex.conditional(
+                self.x, view.target, view.layer, missing, contrast=view.engine_contrast()
+            )
+            values = np.asarray(arr.isel(sample=0).values)
+            for c, m in zip(missing, values, strict=True):
+                self._maps.get((*base, c), lambda m=m: m)
+        return {c: self._maps.get((*base, c), lambda: None) for c in channels}
+
+    def neuron(self, view: View, channel: int) -> np.ndarray:
+        """The paper's neuron explanation: ``channel`` against the rest of its layer."""
+        key = ("neuron", view.rules, view.layer, channel)
+
+        def make() -> np.ndarray:
+            self.backward_calls += 1
+            tree = self.explainer(view.rules).neuron(self.x, view.layer, channel, contrast="layer")
+            heat = tree["input"]["heatmap"]
+            kind = "contrast" if "contrast" in heat["kind"].values else "target"
+            return heat.sel(kind=kind).values[0]
+
+        return self._maps.get(key, make)
+
+    def channel_maps(self, view: View) -> list[np.ndarray]:
+        """The maps of the selected channels, as the neuron panel's mode asks."""
+        if view.neuron_mode == "neuron":
+            return [self.neuron(view, c) for c in view.channels]
+        maps = self.conditional(view, view.channels)
+        return [maps[c] for c in view.channels]
