@@ -28,6 +28,8 @@ class EvalData:
         (N, O) int64 class index of each object, -1 for absent objects.
     ids : tuple of str
         One identifier per image (file name, or the scene index).
+    class_names : tuple of str
+        Names of the class indices, when the data knows them (else empty).
     """
 
     images: torch.Tensor
@@ -35,6 +37,7 @@ class EvalData:
     boxes: np.ndarray
     object_class: np.ndarray
     ids: tuple[str, ...]
+    class_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         n = self.images.shape[0]
@@ -56,6 +59,7 @@ class EvalData:
             boxes=self.boxes[idx],
             object_class=self.object_class[idx],
             ids=tuple(self.ids[i] for i in idx),
+            class_names=self.class_names,
         )
 
     def region(self, i: int, cls: int) -> np.ndarray:
@@ -74,6 +78,7 @@ class EvalData:
             boxes=np.asarray(scenes.boxes.values, dtype=np.int64),
             object_class=np.asarray(scenes.object_class.values, dtype=np.int64),
             ids=tuple(f"scene-{int(s)}" for s in scenes.images["sample"].values),
+            class_names=tuple(scenes.class_names),
         )
 
 

@@ -126,7 +126,11 @@ def load_annotated(
     if not images:
         raise InputError("no annotated images found; check the folder layout.")
     boxes, object_class = pad_objects(objects)
-    return EvalData(torch.stack(images), np.stack(labels), boxes, object_class, tuple(ids))
+    inverse: dict[int, str] = {}
+    for name, c in classes.items():
+        inverse.setdefault(c, name)
+    names = tuple(inverse.get(c, str(c)) for c in range(n_classes))
+    return EvalData(torch.stack(images), np.stack(labels), boxes, object_class, tuple(ids), names)
 
 
 def imagenet_pairs(

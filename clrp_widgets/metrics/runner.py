@@ -186,6 +186,7 @@ class _Run:
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1; got {batch_size}.")
         self.data = as_eval_data(bundle, data, seed)
+        self.class_names = self.class_names or self.data.class_names
         self.device = next(self.model.parameters()).device
         self.targets = targets
         self.items = _items(self.data, targets, self.model, batch_size)

@@ -1,0 +1,149 @@
+"""cw.evaluate on a few scenes: shape of the result, agreement with direct metric calls."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from torch import nn
+
+import clrp_widgets as cw
+from clrp_widgets.engine.baselines import gradcam, gradient
+from clrp_widgets.engine.errors import ConfigError, InputError
+from clrp_widgets.metrics import Ablation, ClassSensitivity, PointingGame, RegionPerturbation
+from clrp_widgets.metrics.data import EvalData
+from clrp_widgets.metrics.report import format_table, scores_dict
+
+METRICS = ["pointing_game", "strict_pointing_game", "ablation", "class_sensitivity"]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(8 * 16 * 16, 8),
+    ).eval()  # fmt: skip
+    return model
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return cw.scenes(6, seed=1)
+
+
+def run(model, data, **kw):
+    kw = {"methods": ["gradient", "gradcam"], "metrics": METRICS, "progress": False, **kw}
+    return cw.evaluate(model, data, input_bounds=(0.0, 1.0), **kw)
+
+
+def test_result_layout(tiny, scenes):
+    ds = run(tiny, scenes)
+    present = scenes.labels.values.sum(1).astype(int)
+    assert ds.sizes["item"] == present.sum()
+    assert ds.sizes["pair"] == sum(k * (k - 1) // 2 for k in present)
+    assert ds["score"].dims == ("method", "metric")
+    assert ds["method"].values.tolist() == ["gradient", "gradcam"]
+    assert ds["metric"].values.tolist() == METRICS
+    assert ds["higher_is_better"].values.tolist() == [True, True, True, False]
+    assert ds["pointing_game"].dims == ("method", "item")
+    assert ds["class_sensitivity"].dims == ("method", "pair")
+    # the items are exactly the present classes, image by image
+    for i in range(len(scenes)):
+        got = ds["target"].values[ds["image"].values == i]
+        assert got.tolist() == np.flatnonzero(scenes.labels.values[i]).tolist()
+    assert (ds["target_name"].values == np.asarray(scenes.class_names)[ds["target"].values]).all()
+    assert ds["count"].sel(metric="pointing_game").values.tolist() == [ds.sizes["item"]] * 2
+    assert (ds["class_a"] != ds["class_b"]).all()
+
+
+def test_values_agree_with_direct_metric_calls(tiny, scenes):
+    ds = run(tiny, scenes, metrics=[*METRICS, "region_perturbation"])
+    data = EvalData.from_scenes(scenes)
+    img, tgt = ds["image"].values, ds["target"].values
+    x = data.images[torch.as_tensor(img)]
+    maps = gradient(tiny, x, torch.as_tensor(tgt)).abs().amax(1)
+    regions = [data.region(i, c) for i, c in zip(img, tgt, strict=True)]
+    sel = {"method": "gradient"}
+    np.testing.assert_allclose(ds["pointing_game"].sel(sel), PointingGame()(maps, regions))
+    mean = data.images.mean(dim=(0, 2, 3))
+    np.testing.assert_allclose(ds["ablation"].sel(sel), Ablation()(tiny, x, maps, tgt, mean))
+    curves = RegionPerturbation().curves(tiny, x, maps, tgt, mean)
+    np.testing.assert_allclose(ds["region_perturbation_curve"].sel(sel), curves)
+    cam = gradcam(tiny, x, torch.as_tensor(tgt))
+    pi = ds["pair_image"].values
+    ca, cb = ds["class_a"].values, ds["class_b"].values
+    a = [np.flatnonzero((img == i) & (tgt == c))[0] for i, c in zip(pi, ca, strict=True)]
+    b = [np.flatnonzero((img == i) & (tgt == c))[0] for i, c in zip(pi, cb, strict=True)]
+    np.testing.assert_allclose(
+        ds["class_sensitivity"].sel({"method": "gradcam"}), ClassSensitivity()(cam[a], cam[b])
+    )
+    expected = PointingGame().aggregate(ds["pointing_game"].sel(sel).values)
+    assert float(ds["score"].sel({**sel, "metric": "pointing_game"})) == expected
+
+
+def test_deterministic_and_batch_size_invariant(tiny, scenes):
+    a = run(tiny, scenes, batch_size=4)
+    b = run(tiny, scenes, batch_size=1)
+    c = run(tiny, scenes, batch_size=4)
+    xr.testing.assert_identical(a, c)
+    xr.testing.assert_allclose(a, b)
+
+
+def test_targets_predicted_and_given(tiny, scenes):
+    ds = run(tiny, scenes, targets="predicted", metrics=["pointing_game", "class_sensitivity"])
+    with torch.no_grad():
+        top = tiny(scenes.tensor()).argmax(1).numpy()
+    assert ds["target"].values.tolist() == top.tolist()
+    assert ds.sizes["pair"] == 0 and np.isnan(ds["score"].sel(metric="class_sensitivity")).all()
+    given = run(tiny, scenes, targets=[0] * 6, metrics=["pointing_game"])
+    assert given["target"].values.tolist() == [0] * 6
+    # class 0 is absent from some images: no box, so no value there
+    absent = scenes.labels.values[:, 0] == 0
+    assert np.isnan(given["pointing_game"].values[:, absent]).all()
+
+
+def test_per_class_and_instances_with_names(tiny, scenes):
+    ds = run(tiny, scenes, metrics=[PointingGame(per_class=True), RegionPerturbation("lerf")])
+    assert ds["metric"].values.tolist() == ["pointing_game", "region_perturbation_lerf"]
+    assert ds["higher_is_better"].values.tolist() == [True, False]
+    assert json.loads(ds.attrs["metric_params"])["pointing_game"]["per_class"] is True
+
+
+def test_netcdf_round_trip_table_and_json(tiny, scenes, tmp_path):
+    ds = run(tiny, scenes)
+    ds.to_netcdf(tmp_path / "r.nc", engine="h5netcdf")
+    xr.testing.assert_identical(xr.open_dataset(tmp_path / "r.nc", engine="h5netcdf").load(), ds)
+    table = format_table(ds)
+    assert "pointing_game ↑" in table and "class_sensitivity ↓" in table
+    assert table.count("*") >= 4  # a best method per column
+    d = scores_dict(ds)
+    assert set(d) == {"gradient", "gradcam"} and set(d["gradcam"]) == set(METRICS)
+    json.dumps(d)
+
+
+def test_bad_arguments(tiny, scenes):
+    with pytest.raises(ConfigError, match="unknown methods"):
+        run(tiny, scenes, methods=["lrp2"])
+    with pytest.raises(ConfigError, match="unknown metric"):
+        run(tiny, scenes, metrics=["pointing"])
+    with pytest.raises(ConfigError, match="repeat"):
+        run(tiny, scenes, metrics=["ablation", Ablation(patch=3)])
+    with pytest.raises(ConfigError, match="targets"):
+        run(tiny, scenes, targets="all")
+    with pytest.raises(InputError, match="one per image"):
+        run(tiny, scenes, targets=[0, 1])
+    with pytest.raises(InputError, match="data must be"):
+        run(tiny, "scenes")
+    with pytest.raises(InputError, match="bundle"):
+        cw.evaluate("shapes", scenes)
+
+
+def test_evaluate_stays_callable_after_the_cli_module_is_imported(tiny, scenes):
+    import clrp_widgets.evaluate  # noqa: F401  (this rebinds cw.evaluate to the module)
+
+    ds = cw.evaluate(tiny, scenes[:2], methods=["gradient"], metrics=["pointing_game"],
+                     input_bounds=(0.0, 1.0), progress=False)  # fmt: skip
+    assert ds.sizes["method"] == 1
