@@ -1,0 +1,563 @@
+"""The relevance engine: one forward pass, then LRP/CLRP backward passes on the recorded graph.
+
+How it works
+------------
+The forward pass runs the unmodified model with hooks that put each rule layer's output behind a
+custom autograd function whose backward is the layer's LRP rule. Relevance is then an ordinary
+``torch.autograd.grad`` of the logits, seeded with the relevance seed: every rule is linear in the
+seed, so ``target - dual`` is one backward pass (DESIGN §1).
+
+Caching
+-------
+- Modified weights (W+, W-, gamma-shifted, BatchNorm-merged) are computed once per engine and
+  reused; they are recomputed only when a parameter or buffer changes (its storage or version
+  counter), so they are never recomputed per call.
+- The last forward pass is kept, keyed on the input's content (``torch.equal`` against a copy)
+  and the weights' fingerprint: a second call on the same ``x`` (e.g. a widget switching target,
+  contrast or layer) runs only backward passes. :meth:`RelevanceEngine.clear_cache` frees it.
+
+Model safety
+------------
+Hooks live only during the forward pass (``try/finally``), the residual-sum canonizer's forward
+override likewise, and weights are never written. A model in training mode is explained in eval
+semantics: every module's ``training`` flag is set to False for the forward pass and restored
+afterwards, with a ``UserWarning``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .canonizers import residual_sums, resolve_canonizers
+from .errors import ConfigError, InputError, LayerNotFoundError, UnsupportedLayerError
+from .hooks import ForwardRecorder, Node, _no_rule_message
+from .ops import LINEAR_TYPES, LinearOp
+from .presets import AVG_POOLS, MAX_POOLS, Bound, normalize_bounds, resolve_rules
+from .rules import LinearRule, Rule, ZBox
+from .seeds import Seed, class_seeds
+from .validation import (
+    check_channel,
+    check_contrast,
+    check_input,
+    check_kinds,
+    check_layer,
+    check_pairwise,
+    check_targets,
+    first_weighted_layer,
+)
+
+CAPTURE_TYPES = (*LINEAR_TYPES, *MAX_POOLS, *AVG_POOLS)
+
+
+@dataclass
+class LayerCapture:
+    """One layer's output ``activation`` (N, ...) and the ``relevance`` (K, N, ...) at it."""
+
+    activation: Tensor
+    relevance: Tensor
+
+
+@dataclass
+class EngineOutput:
+    """Result of one engine call; the leading K axis of maps follows :attr:`kinds`."""
+
+    logits: Tensor
+    targets: Tensor
+    kinds: tuple[str, ...]
+    input: Tensor
+    layers: dict[str, LayerCapture]
+    seed_sums: Tensor
+
+
+@dataclass
+class _ForwardPass:
+    x: Tensor  # the input, requires grad (leaf of the graph)
+    logits: Tensor
+    nodes: list[Node]
+    outputs: dict[str, Tensor]
+    activations: dict[str, Tensor]
+    order: list[str]
+    logit_node: Node | None
+
+
+class RelevanceEngine:
+    """LRP and contrastive LRP for a PyTorch classifier.
+
+    Parameters
+    ----------
+    model
+        A classifier returning logits ``(N, classes)``. It is never modified.
+    rules
+        A preset name (see :mod:`clrp_widgets.engine.presets`) or a mapping
+        ``{layer type or module name: Rule}``.
+    input_bounds
+        ``(low, high)``: the lowest and highest possible input values for the z^B first-layer
+        rule, scalars or per-channel tensors ``(C,)``. None uses the CLRP authors' bounds for
+        ImageNet-normalised input, ``(-2.1179, 2.64)``, and refuses input outside them.
+    canonizers
+        ``"auto"`` (default), None, or a subset of ``("batchnorm", "resnet")``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        rules: str | Mapping[Any, Rule] = "paper",
+        input_bounds: tuple[Bound, Bound] | None = None,
+        canonizers: str | Sequence[str] | None = "auto",
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+        self.model = model
+        self.rules = rules if isinstance(rules, str) else "custom"
+        self.bounds_given = input_bounds is not None
+        self.input_bounds = normalize_bounds(input_bounds)
+        self.ruleset = resolve_rules(rules, input_bounds)
+        self.canonizers = resolve_canonizers(model, canonizers)
+        self._leaves = {n: m for n, m in model.named_modules() if not any(m.children())}
+        self._ops: dict[str, LinearOp] = {}
+        self._check_supported()
+        self._first = first_weighted_layer(model)
+        self._prepared: dict[tuple[str, int, int], dict[str, Any]] = {}
+        self._fingerprint: tuple[Any, ...] | None = None
+        self._cache: _ForwardPass | None = None
+        self._call_order: list[str] | None = None
+
+    # ------------------------------------------------------------------ public API
+    def layer_names(self) -> list[str]:
+        """Capturable module names (every Conv, Linear and pooling layer), in forward order.
+
+        Before the first forward pass the order is the definition order of the modules.
+        """
+        names = [n for n, m in self._leaves.items() if isinstance(m, CAPTURE_TYPES)]
+        if self._call_order is None:
+            return names
+        rank = {n: i for i, n in enumerate(self._call_order)}
+        return sorted(names, key=lambda n: rank.get(n, len(rank)))
+
+    def clear_cache(self) -> None:
+        """Drop the cached forward pass (its activations and graph)."""
+        self._cache = None
+
+    def run(
+        self,
+        x: Tensor,
+        target: Any,
+        contrast: str | int = "clrp1",
+        kinds: Sequence[str] = ("contrast",),
+        capture: str | Sequence[str] | None = None,
+        dual_seed: str = "uniform",
+    ) -> EngineOutput:
+        """Relevance of the class decision ``target`` at the input and at captured layers.
+
+        Parameters
+        ----------
+        x
+            Input batch (N, C, H, W), floating point.
+        target
+            One class index for all samples, or one per sample.
+        contrast
+            ``"lrp"``, ``"clrp1"``, ``"clrp2"``, ``"sglrp"`` or a class index B (pairwise: the
+            target rather than B).
+        kinds
+            Subset of ``("target", "dual", "contrast")`` in the order wanted; ``"lrp"`` allows only
+            ``("target",)``. ``contrast = target - dual`` (not clipped). The contrast alone is one
+            backward pass of the seed difference; all three take two passes (contrast is derived).
+        capture
+            None, ``"all"`` (every name of :meth:`layer_names`) or a list of module names.
+        dual_seed
+            ``"uniform"`` (the paper) or ``"logits"`` (the authors' code, CLRP1 only): the dual seed
+            is ``|z_k|`` on ``k != j`` and the target and dual maps are each divided by their
+            input-map sum before subtracting, so both are computed (two passes) even for the
+            contrast alone, and every layer's maps are scaled by the same per-sample factors.
+        """
+        contrast = check_contrast(contrast, dual_seed)
+        kinds = check_kinds(kinds, contrast)
+        x = self._check_x(x)
+        names = self._capture_names(capture)
+        fp = self._forward(x)
+        n, n_classes = fp.logits.shape
+        targets = check_targets(target, n, n_classes, fp.logits.device)
+        check_pairwise(contrast, targets, n_classes)
+        t_seed, d_seed = class_seeds(fp.logits.detach(), targets, contrast, dual_seed)
+        seeds = {"target": t_seed}
+        if d_seed is not None:
+            seeds.update(dual=d_seed, contrast=t_seed - d_seed)
+        normalise = dual_seed == "logits"
+        derive = "contrast" in kinds and (normalise or {"target", "dual"} <= set(kinds))
+        compute = ["target", "dual"] if normalise else [k for k in kinds if k != "contrast"]
+        if "contrast" in kinds and not derive:
+            compute.append("contrast")
+        maps = {k: self._class_backprop(fp, seeds[k], targets, names) for k in compute}
+        sums = {k: seeds[k].total() for k in compute}
+        if normalise:
+            for k in ("target", "dual"):
+                scale = 1.0 / maps[k][0].flatten(1).sum(1)
+                maps[k] = _scaled(maps[k], scale)
+                sums[k] = sums[k] * scale
+        if derive:
+            maps["contrast"] = _difference(maps["target"], maps["dual"])
+            sums["contrast"] = sums["target"] - sums["dual"]
+        return self._output(fp, targets, kinds, maps, sums, names)
+
+    def neuron(
+        self,
+        x: Tensor,
+        layer: str,
+        channel: int,
+        contrast: str | int | None = "layer",
+        kinds: Sequence[str] | None = None,
+        capture: str | Sequence[str] | None = None,
+    ) -> EngineOutput:
+        """The paper's neuron explanation: relevance of one channel's activation at ``layer``.
+
+        The target seed is the channel's activation map at ``layer``. ``contrast="layer"``: the
+        dual seed spreads the same total evenly over every position of the layer's other channels;
+        an int ``c2``: the dual seed is channel ``c2``'s activation rescaled to the same total
+        (evenly spread if it is all zero); None: plain LRP of the neuron. ``kinds`` defaults to all
+        three (``("target",)`` for None). Captured layers after ``layer`` are left out. The
+        output's ``targets`` hold ``channel`` for every sample.
+        """
+        x = self._check_x(x)
+        layer = check_layer(layer, self.layer_names())
+        if contrast is not None and contrast != "layer":
+            if isinstance(contrast, bool) or not isinstance(contrast, int):
+                raise ConfigError(
+                    f"neuron contrast must be 'layer', None or an int channel, got {contrast!r}."
+                )
+        if kinds is None:
+            kinds = ("target",) if contrast is None else ("target", "dual", "contrast")
+        kinds = check_kinds(kinds, "lrp" if contrast is None else "neuron")
+        fp = self._forward(x)
+        act = self._activation(fp, layer)
+        n_ch = act.shape[1]
+        channel = check_channel(channel, n_ch, layer)
+        target = torch.zeros_like(act)
+        target[:, channel] = act[:, channel]
+        seeds = {"target": target}
+        if contrast is not None:
+            total = act[:, channel].reshape(act.shape[0], -1).sum(1)
+            per_pos = act[0, 0].numel()
+            dual = torch.zeros_like(act)
+            if contrast == "layer":
+                if n_ch < 2:
+                    raise InputError(f"layer {layer!r} has one channel; use contrast=None.")
+                spread = (total / ((n_ch - 1) * per_pos)).reshape(-1, *([1] * (act.ndim - 1)))
+                dual[:] = spread
+                dual[:, channel] = 0
+            else:
+                other = check_channel(contrast, n_ch, layer)
+                if other == channel:
+                    raise InputError("the contrast channel must differ from the explained one.")
+                a2 = act[:, other].reshape(act.shape[0], -1)
+                t2 = a2.sum(1)
+                even = (total / per_pos)[:, None].expand_as(a2)
+                scaled = torch.where(t2[:, None] != 0, a2 * (total / t2)[:, None], even)
+                dual[:, other] = scaled.reshape(act[:, other].shape)
+            seeds.update(dual=dual, contrast=target - dual)
+        names = self._capture_names(capture)
+        order = fp.order
+        last = max(i for i, n in enumerate(order) if n == layer)
+        names = [n for n in names if n in order[: last + 1]]
+        root = fp.outputs[layer]
+        maps, sums = {}, {}
+        for k in kinds:
+            maps[k] = self._backprop(fp, [root], [seeds[k]], names)
+            sums[k] = seeds[k].reshape(seeds[k].shape[0], -1).sum(1)
+        targets = torch.full((act.shape[0],), channel, dtype=torch.long, device=act.device)
+        return self._output(fp, targets, kinds, maps, sums, names)
+
+    def conditional(
+        self,
+        x: Tensor,
+        target: Any,
+        layer: str,
+        channels: Sequence[int],
+        contrast: str | int = "clrp1",
+        dual_seed: str = "uniform",
+    ) -> Tensor:
+        """Per-channel conditional maps, shape ``(len(channels), N, C, H, W)``.
+
+        Map ``g`` is the class decision's relevance (the unclipped contrast map, or the LRP map for
+        ``"lrp"``) at ``layer``, restricted to channel ``channels[g]``, propagated to the input.
+        The maps of all channels sum to the decision's input map (for channels covering the layer).
+        """
+        contrast = check_contrast(contrast, dual_seed)
+        x = self._check_x(x)
+        layer = check_layer(layer, self.layer_names())
+        fp = self._forward(x)
+        n, n_classes = fp.logits.shape
+        targets = check_targets(target, n, n_classes, fp.logits.device)
+        check_pairwise(contrast, targets, n_classes)
+        t_seed, d_seed = class_seeds(fp.logits.detach(), targets, contrast, dual_seed)
+        seed = t_seed if d_seed is None else t_seed - d_seed
+        act = self._activation(fp, layer)
+        chans = [check_channel(c, act.shape[1], layer) for c in channels]
+        root = fp.outputs[layer]
+        if dual_seed == "logits":
+            assert d_seed is not None
+            at_layer = self._normalised_contrast_at(fp, t_seed, d_seed, targets, root)
+        else:
+            roots, grads = self._class_roots(fp, seed, targets)
+            (at_layer,) = torch.autograd.grad(roots, [root], grads, retain_graph=True)
+        maps = []
+        for c in chans:
+            masked = torch.zeros_like(at_layer)
+            masked[:, c] = at_layer[:, c]
+            maps.append(self._backprop(fp, [root], [masked], [])[0][0])
+        return torch.stack(maps) if maps else at_layer.new_zeros((0, *x.shape))
+
+    # ------------------------------------------------------------------ internals
+    def _check_x(self, x: Any) -> Tensor:
+        x = check_input(x, self._first)
+        if not self.bounds_given and self._uses_box():
+            low, high = self.input_bounds
+            if bool((x < low - 1e-4).any() | (x > high + 1e-4).any()):
+                raise InputError(
+                    f"x has values outside the default input_bounds {self.input_bounds} (the CLRP "
+                    "authors' bounds for ImageNet-normalised input); pass input_bounds=(low, high) "
+                    "with the lowest and highest possible input values, e.g. (0, 1)."
+                )
+        return x
+
+    def _uses_box(self) -> bool:
+        rs = self.ruleset
+        rules = [rs.first, *rs.by_name.values(), *(r for _, r in rs.by_type)]
+        return any(isinstance(r, ZBox) for r in rules)
+
+    def _check_supported(self) -> None:
+        rs = self.ruleset
+        for name in rs.by_name:
+            if name not in dict(self.model.named_modules()):
+                check_layer(name, list(self._leaves))
+        for name, module in self._leaves.items():
+            rule = rs.rule_for(name, module)
+            if rule is None and rs.first is not None and isinstance(module, rs.first_types):
+                rule = rs.first
+            if rule is None:
+                raise UnsupportedLayerError(_no_rule_message(name, module))
+            if isinstance(module, LINEAR_TYPES):
+                self._ops[name] = LinearOp(module, name)
+
+    def _capture_names(self, capture: str | Sequence[str] | None) -> list[str]:
+        known = self.layer_names()
+        if capture is None:
+            return []
+        if capture == "all":
+            return known
+        if isinstance(capture, str):
+            capture = [capture]
+        return [check_layer(name, known) for name in capture]
+
+    def _fingerprint_now(self) -> tuple[Any, ...]:
+        tensors = [*self.model.parameters(), *self.model.buffers()]
+        return tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+
+    def _forward(self, x: Tensor) -> _ForwardPass:
+        fingerprint = self._fingerprint_now()
+        if fingerprint != self._fingerprint:
+            self._prepared.clear()
+            self._cache = None
+            self._fingerprint = fingerprint
+        c = self._cache
+        if (
+            c is not None
+            and c.x.shape == x.shape
+            and c.x.dtype == x.dtype
+            and c.x.device == x.device
+            and torch.equal(c.x.detach(), x)
+        ):
+            return c
+        self._cache = None
+        fp = self._record(x)
+        with torch.no_grad():
+            for node in fp.nodes:
+                self._finalize(node)
+        self._cache = fp
+        self._call_order = self._call_order or fp.order
+        return fp
+
+    def _record(self, x: Tensor) -> _ForwardPass:
+        model = self.model
+        flags = [(m, m.training) for m in model.modules()]
+        if any(t for _, t in flags):
+            warnings.warn(
+                "the model is in training mode; it is explained in eval mode (dropout off, "
+                "BatchNorm running statistics) and its training flags are restored afterwards. "
+                "Call model.eval() to silence this warning.",
+                UserWarning,
+                stacklevel=4,
+            )
+        hooked = {n: m for n, m in self._leaves.items()}
+        recorder = ForwardRecorder(hooked, self.ruleset, "batchnorm" in self.canonizers)
+        x_leaf = x.detach().clone().requires_grad_(True)
+        try:
+            model.eval()
+            with contextlib.ExitStack() as stack:
+                if "resnet" in self.canonizers:
+                    stack.enter_context(residual_sums(model, self.ruleset.sum_eps))
+                stack.enter_context(recorder)
+                with torch.enable_grad():
+                    logits = model(x_leaf)
+        finally:
+            for m, t in flags:
+                m.training = t
+        if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] != x.shape[0]:
+            shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+            raise ConfigError(
+                f"the model returned {shape}; the engine needs logits of shape (N, classes). "
+                "Wrap the model so that it returns the class scores."
+            )
+        activations = {}
+        for name, out in recorder.outputs.items():
+            node = next((nd for nd in reversed(recorder.nodes) if nd.name == name), None)
+            activations[name] = out.detach() if node is None else node.effective_out
+        logit_node = next(
+            (
+                nd
+                for nd in reversed(recorder.nodes)
+                if nd.out.data_ptr() == logits.data_ptr() and nd.out.numel() == logits.numel()
+            ),
+            None,
+        )
+        return _ForwardPass(
+            x_leaf,
+            logits,
+            recorder.nodes,
+            recorder.outputs,
+            activations,
+            recorder.order,
+            logit_node,
+        )
+
+    def _finalize(self, node: Node) -> None:
+        rule = node.rule
+        if not isinstance(rule, LinearRule):
+            return
+        module: Any = node.module
+        if node.bn is None:
+            node.weight = module.weight.detach()
+            node.bias = None if module.bias is None else module.bias.detach()
+        key = (node.name, id(rule), id(node.bn))
+        if key not in self._prepared:
+            assert node.weight is not None
+            self._prepared[key] = rule.prepare(node.weight, node.bias)
+        node.op = self._ops[node.name]
+        node.prepared = self._prepared[key]
+        node.state = rule.state(node.op, node.a, node.effective_out, node.prepared)
+
+    def _activation(self, fp: _ForwardPass, layer: str) -> Tensor:
+        if layer not in fp.activations:
+            raise LayerNotFoundError(
+                f"layer {layer!r} was not called in the forward pass; pick a layer the model uses."
+            )
+        return fp.activations[layer]
+
+    def _class_roots(
+        self, fp: _ForwardPass, seed: Seed, targets: Tensor
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        roots, grads = [fp.logits], [seed.real]
+        if seed.virtual is not None:
+            node = fp.logit_node
+            if node is None or not isinstance(node.rule, LinearRule):
+                raise ConfigError(
+                    "CLRP2 needs the model's output to be the output of a Linear/Conv layer with "
+                    "an LRP rule (the logit layer); use contrast='clrp1' for this model."
+                )
+            roots.append(node.inp)
+            grads.append(self._virtual_relevance(node, targets, seed.virtual))
+        return roots, grads
+
+    def _virtual_relevance(self, node: Node, targets: Tensor, virtual: Tensor) -> Tensor:
+        """Relevance at the logit layer's input from its virtual output row ``-W_j``."""
+        rule, op = node.rule, node.op
+        assert isinstance(rule, LinearRule) and op is not None and node.weight is not None
+        spatial = node.out.shape[2:]
+        if op.is_conv and spatial.numel() != 1:
+            raise ConfigError(
+                "CLRP2 needs one logit per class (a Linear layer, or a Conv with 1x1 output); use "
+                "contrast='clrp1' for this model."
+            )
+        result = torch.zeros_like(node.a)
+        with torch.no_grad():
+            for t in targets.unique().tolist():
+                rows = (targets == t).nonzero().squeeze(1)
+                weight = -node.weight[t : t + 1]
+                bias = None if node.bias is None else -node.bias[t : t + 1]
+                prepared = rule.prepare(weight, bias)
+                a = node.a[rows]
+                state = rule.state(op, a, None, prepared)
+                seed = virtual[rows].reshape(-1, *([1] * (node.out.ndim - 1)))
+                result[rows] = rule.relevance(op, a, state, prepared, seed)
+        return result
+
+    def _class_backprop(
+        self, fp: _ForwardPass, seed: Seed, targets: Tensor, names: list[str]
+    ) -> tuple[Tensor, list[Tensor]]:
+        roots, grads = self._class_roots(fp, seed, targets)
+        return self._backprop(fp, roots, grads, names)
+
+    def _backprop(
+        self, fp: _ForwardPass, roots: list[Tensor], grads: list[Tensor], names: list[str]
+    ) -> tuple[Tensor, list[Tensor]]:
+        """Relevance at the input and at ``names`` for relevance ``grads`` at ``roots``."""
+        inputs = [fp.x, *(fp.outputs[n] for n in names)]
+        got = torch.autograd.grad(roots, inputs, grads, retain_graph=True, allow_unused=True)
+        out = [torch.zeros_like(t) if g is None else g for g, t in zip(got, inputs, strict=True)]
+        return out[0].detach(), [g.detach() for g in out[1:]]
+
+    def _normalised_contrast_at(
+        self, fp: _ForwardPass, t_seed: Seed, d_seed: Seed, targets: Tensor, root: Tensor
+    ) -> Tensor:
+        """Contrast relevance at ``root`` with target and dual maps sum-normalised at the input."""
+        parts = []
+        for seed in (t_seed, d_seed):
+            roots, grads = self._class_roots(fp, seed, targets)
+            x_map, at = torch.autograd.grad(roots, [fp.x, root], grads, retain_graph=True)
+            scale = 1.0 / x_map.flatten(1).sum(1)
+            parts.append(at * scale.reshape(-1, *([1] * (at.ndim - 1))))
+        return parts[0] - parts[1]
+
+    def _output(
+        self,
+        fp: _ForwardPass,
+        targets: Tensor,
+        kinds: tuple[str, ...],
+        maps: dict[str, tuple[Tensor, list[Tensor]]],
+        sums: dict[str, Tensor],
+        names: list[str],
+    ) -> EngineOutput:
+        layers = {
+            name: LayerCapture(
+                activation=fp.activations[name],
+                relevance=torch.stack([maps[k][1][i] for k in kinds]),
+            )
+            for i, name in enumerate(names)
+        }
+        return EngineOutput(
+            logits=fp.logits.detach(),
+            targets=targets,
+            kinds=kinds,
+            input=torch.stack([maps[k][0] for k in kinds]),
+            layers=layers,
+            seed_sums=torch.stack([sums[k] for k in kinds]),
+        )
+
+
+def _scaled(m: tuple[Tensor, list[Tensor]], scale: Tensor) -> tuple[Tensor, list[Tensor]]:
+    def one(t: Tensor) -> Tensor:
+        return t * scale.reshape(-1, *([1] * (t.ndim - 1)))
+
+    return one(m[0]), [one(t) for t in m[1]]
+
+
+def _difference(
+    a: tuple[Tensor, list[Tensor]], b: tuple[Tensor, list[Tensor]]
+) -> tuple[Tensor, list[Tensor]]:
+    return a[0] - b[0], [s - t for s, t in zip(a[1], b[1], strict=True)]

@@ -1,0 +1,95 @@
+"""Linear operators of Conv1d/2d/3d and Linear layers with swappable weights.
+
+A rule needs the layer's map ``f(x, W, b)`` evaluated with modified weights, and its transpose
+``f^T(s, W)`` (the gradient of ``f`` with respect to ``x``). :class:`LinearOp` gives both for one
+module, without touching the module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .errors import UnsupportedLayerError
+
+CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+LINEAR_TYPES = (nn.Linear, *CONV_TYPES)
+
+
+class LinearOp:
+    """The affine map of one ``nn.Linear`` or ``nn.ConvNd`` module, with weights passed per call.
+
+    Parameters
+    ----------
+    module
+        The layer. Convolutions need ``padding_mode="zeros"`` and numeric (or symmetric
+        ``"same"``/``"valid"``) padding.
+    name
+        The module's path in the model, for error messages.
+    """
+
+    def __init__(self, module: nn.Module, name: str) -> None:
+        self.is_conv = isinstance(module, CONV_TYPES)
+        if not self.is_conv:
+            return
+        assert isinstance(module, CONV_TYPES)
+        if module.padding_mode != "zeros":
+            raise UnsupportedLayerError(
+                f"module {name!r} uses padding_mode={module.padding_mode!r}; only 'zeros' is "
+                f"supported. Map it to another rule, e.g. rules={{{name!r}: Pass()}}, or use "
+                "zero padding."
+            )
+        self.dims = len(module.kernel_size)
+        self.stride = module.stride
+        self.dilation = module.dilation
+        self.groups = module.groups
+        self.padding = _numeric_padding(module, name)
+        self.conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[self.dims]
+
+    def forward(
+        self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Evaluate ``f(x, weight) + bias``."""
+        if not self.is_conv:
+            return F.linear(x, weight, bias)
+        return self.conv(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def transpose(
+        self, s: torch.Tensor, weight: torch.Tensor, in_shape: torch.Size
+    ) -> torch.Tensor:
+        """Evaluate ``f^T(s, weight)``: the input gradient of ``f`` for output gradient ``s``."""
+        if not self.is_conv:
+            return s @ weight
+        shape = (*s.shape[:1], weight.shape[1] * self.groups, *in_shape[2:])
+        dummy = s.new_empty(()).expand(shape)
+        return torch.ops.aten.convolution_backward(
+            s,
+            dummy,
+            weight,
+            None,
+            self.stride,
+            self.padding,
+            self.dilation,
+            False,
+            [0] * self.dims,
+            self.groups,
+            [True, False, False],
+        )[0]
+
+
+def _numeric_padding(module: Any, name: str) -> tuple[int, ...]:
+    padding = module.padding
+    if padding == "valid":
+        return (0,) * len(module.kernel_size)
+    if padding == "same":
+        total = [d * (k - 1) for d, k in zip(module.dilation, module.kernel_size, strict=True)]
+        if any(t % 2 for t in total):
+            raise UnsupportedLayerError(
+                f"module {name!r} uses padding='same' with an even kernel (asymmetric padding), "
+                "which has no transposed form here. Use explicit symmetric padding."
+            )
+        return tuple(t // 2 for t in total)
+    return tuple(padding)

@@ -1,0 +1,237 @@
+"""Rule presets and the resolution of a rule for each module.
+
+Presets (zennit's names and meanings, plus the CLRP paper's):
+
+``"paper"``
+    z^B on the first Conv/Linear layer met in the forward pass, z+ without bias (eps=1e-9) on every
+    other Conv and Linear layer (the logit layer included), max-pool winner-takes-all (gradient
+    routing), average pooling by the z rule except at identity size (pass), activations pass.
+``"epsilon_plus"``
+    zennit's EpsilonPlus: z+ with positive bias on Conv, epsilon (1e-6) on Linear.
+``"epsilon_plus_flat"``
+    EpsilonPlus with the flat rule on the first Conv/Linear layer.
+``"epsilon_gamma_box"``
+    z^B on the first Conv, gamma (0.25) on other Conv, epsilon (1e-6) on Linear.
+``"epsilon_alpha2_beta1"``
+    alpha=2, beta=1 on Conv, epsilon (1e-6) on Linear.
+``"epsilon"``
+    epsilon (0.25) on every Conv and Linear layer.
+
+In all zennit presets, average pooling and residual sums use the z rule (zennit's ``Norm``, 1e-6).
+A custom mapping ``{layer type or module name: Rule}`` may be given instead; names win over types
+and types are matched with ``isinstance`` in the mapping's order. Layers it does not name keep the
+defaults for parameter-free layers (activations pass, max pooling by gradient, average pooling by
+the z rule); a Conv/Linear layer without a rule is an error.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .errors import ConfigError, InputError
+from .ops import CONV_TYPES, LINEAR_TYPES
+from .rules import (
+    AlphaBeta,
+    Epsilon,
+    Flat,
+    Gamma,
+    Gradient,
+    Norm,
+    Pass,
+    Rule,
+    ZBox,
+    ZPlus,
+)
+
+PRESETS = (
+    "paper",
+    "epsilon_plus",
+    "epsilon_plus_flat",
+    "epsilon_gamma_box",
+    "epsilon_alpha2_beta1",
+    "epsilon",
+)
+#: Bounds of ImageNet-normalised input used by the CLRP authors' code (the default of ``"paper"``).
+PAPER_BOUNDS = (-2.1179, 2.64)
+
+ACTIVATIONS = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.RReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Softplus,
+    nn.Hardtanh,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Mish,
+)
+MAX_POOLS = (
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
+)
+AVG_POOLS = (
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+)
+SHAPE_ONLY = (
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.Flatten,
+    nn.Unflatten,
+    nn.Identity,
+)
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+Bound = float | torch.Tensor
+
+
+@dataclass
+class RuleSet:
+    """The rule of every module: by name, by type, and a special rule for the first layer."""
+
+    by_name: dict[str, Rule] = field(default_factory=dict)
+    by_type: list[tuple[type | tuple[type, ...], Rule]] = field(default_factory=list)
+    first: Rule | None = None
+    first_types: tuple[type, ...] = LINEAR_TYPES
+    label: str = "custom"
+    sum_eps: float = 1e-6
+
+    def rule_for(self, name: str, module: nn.Module, is_first: bool = False) -> Rule | None:
+        """The rule for ``module`` (None when no rule is known)."""
+        if name in self.by_name:
+            return self.by_name[name]
+        if is_first and self.first is not None and isinstance(module, self.first_types):
+            return self.first
+        for types, rule in self.by_type:
+            if isinstance(module, types):
+                return rule
+        return None
+
+
+def _base(eps: float, pass_identity: bool) -> list[tuple[type | tuple[type, ...], Rule]]:
+    return [
+        (ACTIVATIONS, Pass()),
+        (MAX_POOLS + SHAPE_ONLY, Gradient()),
+        (AVG_POOLS, Norm(eps=eps, pass_identity=pass_identity)),
+        (BATCH_NORMS, Pass()),
+    ]
+
+
+def normalize_bounds(input_bounds: tuple[Bound, Bound] | None) -> tuple[Bound, Bound]:
+    """Check ``(low, high)``; None gives the authors' ImageNet bounds :data:`PAPER_BOUNDS`."""
+    if input_bounds is None:
+        return PAPER_BOUNDS
+    try:
+        low, high = input_bounds
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"input_bounds must be a pair (low, high), got {input_bounds!r}; pass e.g. (0, 1) for "
+            "raw images in [0, 1] or per-channel tensors of shape (C,)."
+        ) from None
+    low_t = torch.as_tensor(low, dtype=torch.float64)
+    high_t = torch.as_tensor(high, dtype=torch.float64)
+    try:
+        ordered = bool((low_t < high_t).all())
+    except RuntimeError:
+        raise ConfigError(
+            f"input_bounds low {tuple(low_t.shape)} and high {tuple(high_t.shape)} do not "
+            "broadcast; give scalars or tensors of the same per-channel shape (C,)."
+        ) from None
+    if not ordered or not bool(torch.isfinite(low_t).all() & torch.isfinite(high_t).all()):
+        raise InputError(
+            f"input_bounds must satisfy low < high (finite) everywhere, got low={low!r}, "
+            f"high={high!r}; pass the lowest and highest possible input values, e.g. (0, 1)."
+        )
+    return low, high
+
+
+def resolve_rules(
+    rules: str | Mapping[type | str, Rule], input_bounds: tuple[Bound, Bound] | None
+) -> RuleSet:
+    """Turn a preset name or a custom mapping into a :class:`RuleSet`."""
+    if isinstance(rules, Mapping):
+        return _custom(rules)
+    if not isinstance(rules, str) or rules not in PRESETS:
+        close = difflib.get_close_matches(str(rules), PRESETS, n=2)
+        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise ConfigError(
+            f"unknown rules preset {rules!r}.{hint} Choose one of {', '.join(PRESETS)}, or pass a "
+            "mapping {layer type or module name: Rule}."
+        )
+    low, high = normalize_bounds(input_bounds)
+    if rules == "paper":
+        zp = ZPlus(eps=1e-9, bias=False)
+        return RuleSet(
+            by_type=[*_base(1e-9, True), (LINEAR_TYPES, zp)],
+            first=ZBox(low, high, eps=1e-9),
+            label=rules,
+            sum_eps=1e-9,
+        )
+    eps_lin = Epsilon(eps=1e-6)
+    conv_rule: Rule = {
+        "epsilon_plus": ZPlus(eps=1e-6, bias=True),
+        "epsilon_plus_flat": ZPlus(eps=1e-6, bias=True),
+        "epsilon_gamma_box": Gamma(gamma=0.25, eps=1e-6),
+        "epsilon_alpha2_beta1": AlphaBeta(alpha=2.0, beta=1.0, eps=1e-6),
+        "epsilon": Epsilon(eps=0.25),
+    }[rules]
+    lin_rule = Epsilon(eps=0.25) if rules == "epsilon" else eps_lin
+    first: Rule | None = None
+    first_types: tuple[type, ...] = LINEAR_TYPES
+    if rules == "epsilon_plus_flat":
+        first = Flat(eps=1e-6)
+    elif rules == "epsilon_gamma_box":
+        first, first_types = ZBox(low, high, eps=1e-6), CONV_TYPES
+    return RuleSet(
+        by_type=[*_base(1e-6, False), (CONV_TYPES, conv_rule), (nn.Linear, lin_rule)],
+        first=first,
+        first_types=first_types,
+        label=rules,
+    )
+
+
+def _custom(mapping: Mapping[type | str, Rule]) -> RuleSet:
+    by_name: dict[str, Rule] = {}
+    by_type: list[tuple[type | tuple[type, ...], Rule]] = []
+    for key, rule in mapping.items():
+        if not isinstance(rule, Rule):
+            raise ConfigError(
+                f"rules[{key!r}] is {rule!r}, not a Rule; use e.g. ZPlus(), Epsilon(0.25) or "
+                "Pass() from clrp_widgets.engine.rules."
+            )
+        if isinstance(key, str):
+            by_name[key] = rule
+        elif isinstance(key, type) or (
+            isinstance(key, tuple) and all(isinstance(k, type) for k in key)
+        ):
+            by_type.append((key, rule))
+        else:
+            raise ConfigError(
+                f"rules key {key!r} is neither a module name nor a layer type; use e.g. "
+                "{'features.0': ZBox(0, 1), torch.nn.Conv2d: ZPlus()}."
+            )
+    return RuleSet(by_name=by_name, by_type=[*by_type, *_base(1e-6, False)])

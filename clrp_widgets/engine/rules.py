@@ -1,0 +1,308 @@
+"""LRP rules, each as an exact backward formula for one layer.
+
+A rule for Conv/Linear layers works in three stages, so that nothing is recomputed needlessly:
+
+``prepare(weight, bias)``
+    the modified weights (W+, W-, gamma-shifted weights, ...), computed once per engine and cached;
+``state(op, a, out, prepared)``
+    the per-input denominators, computed once per forward pass and shared by every backward pass;
+``relevance(op, a, state, prepared, R)``
+    relevance at the layer input for relevance ``R`` at its output (linear in ``R``).
+
+The formulas and stabilisers follow zennit 0.5 (``stabilize`` below), except that :class:`ZPlus`
+ignores the bias by default, as the CLRP paper does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .ops import LinearOp
+
+Prepared = dict[str, Any]
+State = dict[str, Any]
+
+
+def stabilize(z: Tensor, eps: float) -> Tensor:
+    """Shift ``z`` away from zero by ``eps`` along its sign (+eps at zero), as zennit does."""
+    return z + eps * ((z == 0).to(z) + z.sign())
+
+
+class Rule:
+    """Base class of every rule."""
+
+
+@dataclass(frozen=True)
+class Pass(Rule):
+    """Relevance passes unchanged (element-wise layers: activations, merged BatchNorm)."""
+
+
+@dataclass(frozen=True)
+class Gradient(Rule):
+    """Relevance follows the plain gradient (max-pooling winner-takes-all, dropout, flatten)."""
+
+
+@dataclass(frozen=True)
+class Norm(Rule):
+    """The z rule for parameter-free linear layers (average pooling, residual sums).
+
+    ``R_i = a_i * (df/da_i)^T (R / stabilize(f(a)))``. With ``pass_identity=True`` a layer whose
+    output has its input's shape (e.g. ``AdaptiveAvgPool2d`` at identity size) passes relevance.
+    """
+
+    eps: float = 1e-6
+    pass_identity: bool = False
+
+    def relevance(self, module: nn.Module, a: Tensor, out: Tensor, R: Tensor) -> Tensor:
+        if self.pass_identity and a.shape == out.shape:
+            return R
+        s = R / stabilize(out, self.eps)
+        with torch.enable_grad():
+            a_req = a.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(module.forward(a_req), a_req, s)
+        return a * g
+
+
+class LinearRule(Rule):
+    """A rule for Conv/Linear layers (see the module docstring for the three stages)."""
+
+    def prepare(self, weight: Tensor, bias: Tensor | None) -> Prepared:
+        raise NotImplementedError
+
+    def state(self, op: LinearOp, a: Tensor, out: Tensor | None, p: Prepared) -> State:
+        raise NotImplementedError
+
+    def relevance(self, op: LinearOp, a: Tensor, st: State, p: Prepared, R: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+def _signed_parts(a: Tensor) -> tuple[Tensor, Tensor | None]:
+    """Positive part of ``a``, and its negative part or None when ``a >= 0`` everywhere."""
+    if bool((a < 0).any()):
+        return a.clamp(min=0), a.clamp(max=0)
+    return a, None
+
+
+def _pos(b: Tensor | None) -> Tensor | None:
+    return None if b is None else b.clamp(min=0)
+
+
+def _neg(b: Tensor | None) -> Tensor | None:
+    return None if b is None else b.clamp(max=0)
+
+
+@dataclass(frozen=True)
+class ZPlus(LinearRule):
+    """z+ rule: ``R_i = (a_i+ w_ij+ + a_i- w_ij-) / (z_j+ + eps) R_j``.
+
+    ``bias=False`` (default) ignores the bias as the CLRP paper does; ``bias=True`` adds the
+    positive bias to the denominator, as zennit's ``ZPlus``. For ``a >= 0`` this is the paper's
+    ``a_i w_ij+ / (sum_i a_i w_ij+ + eps)``.
+    """
+
+    eps: float = 1e-9
+    bias: bool = False
+
+    def prepare(self, weight: Tensor, bias: Tensor | None) -> Prepared:
+        return {
+            "wp": weight.clamp(min=0),
+            "wn": weight.clamp(max=0),
+            "bp": _pos(bias) if self.bias else None,
+        }
+
+    def state(self, op: LinearOp, a: Tensor, out: Tensor | None, p: Prepared) -> State:
+        ap, an = _signed_parts(a)
+        z = op.forward(ap, p["wp"], p["bp"])
+        if an is not None:
+            z = z + op.forward(an, p["wn"])
+        return {"ap": ap, "an": an, "den": stabilize(z, self.eps)}
+
+    def relevance(self, op: LinearOp, a: Tensor, st: State, p: Prepared, R: Tensor) -> Tensor:
+        s = R / st["den"]
+        if st["an"] is None:
+            return st["ap"] * op.transpose(s, p["wp"], a.shape)
+        gp, gn = _transposes(op, s, [p["wp"], p["wn"]], a.shape)
+        return st["ap"] * gp + st["an"] * gn
+
+
+@dataclass(frozen=True)
+class Epsilon(LinearRule):
+    """epsilon rule: ``R_i = a_i w_ij / stabilize(z_j, eps) R_j``, ``z_j`` including the bias."""
+
+    eps: float = 1e-6
+
+    def prepare(self, weight: Tensor, bias: Tensor | None) -> Prepared:
+        return {"w": weight, "b": bias}
+
+    def state(self, op: LinearOp, a: Tensor, out: Tensor | None, p: Prepared) -> State:
+        z = op.forward(a, p["w"], p["b"]) if out is None else out
+        return {"den": stabilize(z, self.eps)}
+
+    def relevance(self, op: LinearOp, a: Tensor, st: State, p: Prepared, R: Tensor) -> Tensor:
+        return a * op.transpose(R / st["den"], p["w"], a.shape)
+
+
+@dataclass(frozen=True)
+class Gamma(LinearRule):
+    """Generalised gamma rule, exactly as zennit's ``Gamma`` (positive/negative outputs apart)."""
+
+    gamma: float = 0.25
+    eps: float = 1e-6
+
+    def prepare(self, weight: Tensor, bias: Tensor | None) -> Prepared:
+        g = self.gamma
+        return {
+            "w_up": weight + g * weight.clamp(min=0),
+            "w_down": weight + g * weight.clamp(max=0),
+            "b_up": None if bias is None else bias + g * bias.clamp(min=0),
+            "b_down": None if bias is None else bias + g * bias.clamp(max=0),
+            "w": weight,
+            "b": bias,
+        }
+
+    def state(self, op: LinearOp, a: Tensor, out: Tensor | None, p: Prepared) -> State:
+        ap, an = _signed_parts(a)
+        z = op.forward(a, p["w"], p["b"]) if out is None else out
+        pos = op.forward(ap, p["w_up"], p["b_up"])
+        neg = op.forward(ap, p["w_down"], p["b_down"])
+        if an is not None:
+            pos = pos + op.forward(an, p["w_down"])
+            neg = neg + op.forward(an, p["w_up"])
+        return {
+            "ap": ap,
+            "an": an,
+            "dp": (z > 0).to(z) / stabilize(pos, self.eps),
+            "dn": (z < 0).to(z) / stabilize(neg, self.eps),
+        }
+
+    def relevance(self, op: LinearOp, a: Tensor, st: State, p: Prepared, R: Tensor) -> Tensor:
+        sp, sn = R * st["dp"], R * st["dn"]
+        up, down = p["w_up"], p["w_down"]
+        if st["an"] is None:
+            return st["ap"] * (op.transpose(sp, up, a.shape) + op.transpose(sn, down, a.shape))
+        g_pu, g_pd = _transposes(op, sp, [up, down], a.shape)
+        g_nd, g_nu = _transposes(op, sn, [down, up], a.shape)
+        return st["ap"] * (g_pu + g_nd) + st["an"] * (g_pd + g_nu)
+
+
+@dataclass(frozen=True)
+class AlphaBeta(LinearRule):
+    """alpha-beta rule, exactly as zennit's ``AlphaBeta`` (positive bias in the alpha term)."""
+
+    alpha: float = 2.0
+    beta: float = 1.0
+    eps: float = 1e-6
+
+    def prepare(self, weight: Tensor, bias: Tensor | None) -> Prepared:
+        return {
+            "wp": weight.clamp(min=0),
+            "wn": weight.clamp(max=0),
+            "bp": _pos(bias),
+            "bn": _neg(bias),
+        }
+
+    def state(self, op: LinearOp, a: Tensor, out: Tensor | None, p: Prepared) -> State:
+        ap, an = _signed_parts(a)
+        pos = op.forward(ap, p["wp"], p["bp"])
+        neg = op.forward(ap, p["wn"], p["bn"])
+        if an is not None:
+            pos = pos + op.forward(an, p["wn"])
+            neg = neg + op.forward(an, p["wp"])
+        return {
+            "ap": ap,
+            "an": an,
+            "dp": 1.0 / stabilize(pos, self.eps),
+            "dn": 1.0 / stabilize(neg, self.eps),
+        }
+
+    def relevance(self, op: LinearOp, a: Tensor, st: State, p: Prepared, R: Tensor) -> Tensor:
+        sp, sn = R * st["dp"], R * st["dn"]
+        if st["an"] is None:
+            gpp = op.transpose(sp, p["wp"], a.shape)
+            gnn = op.transpose(sn, p["wn"], a.shape)
+            return st["ap"] * (self.alpha * gpp - self.beta * gnn)
+        gpp, gpn = _transposes(op, sp, [p["wp"], p["wn"]], a.shape)
+        gnn, gnp = _transposes(op, sn, [p["wn"], p["wp"]], a.shape)
+        return self.alpha * (st["ap"] * gpp + st["an"] * gpn) - self.beta * (
+            st["ap"] * gnn + st["an"] * gnp
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class ZBox(LinearRule):
+    """Bounded-input rule z^B: ``R_i = (a_i w_ij - l_i w_ij+ - h_i w_ij-) / sum_i(.) R_j``.
+
+    ``low``/``high`` are scalars or per-channel tensors of shape ``(C,)`` (or anything that
+    broadcasts to one input sample). The bias cancels out, as in zennit's ``ZBox``.
+    """
+
+    low: float | Tensor = 0.0
+    high: float | Tensor = 1.0
+    eps: float = 1e-9
+
+    def prepare(self, weight: Tensor, bias: Tensor | None) -> Prepared:
+        return {"w": weight, "wp": weight.clamp(min=0), "wn": weight.clamp(max=0), "bounds": {}}
+
+    def state(self, op: LinearOp, a: Tensor, out: Tensor | None, p: Prepared) -> State:
+        key = (tuple(a.shape[1:]), a.dtype, a.device)
+        if key not in p["bounds"]:
+            low, high = expand_bound(self.low, a), expand_bound(self.high, a)
+            offset = op.forward(low, p["wp"]) + op.forward(high, p["wn"])
+            p["bounds"][key] = (low, high, offset)
+        low, high, offset = p["bounds"][key]
+        z = op.forward(a, p["w"]) - offset
+        return {"low": low, "high": high, "den": stabilize(z, self.eps)}
+
+    def relevance(self, op: LinearOp, a: Tensor, st: State, p: Prepared, R: Tensor) -> Tensor:
+        s = R / st["den"]
+        g, gl, gh = _transposes(op, s, [p["w"], p["wp"], p["wn"]], a.shape)
+        return a * g - st["low"] * gl - st["high"] * gh
+
+
+@dataclass(frozen=True)
+class Flat(LinearRule):
+    """flat rule: inputs and weights set to one, bias to zero (zennit's ``Flat``)."""
+
+    eps: float = 1e-6
+
+    def prepare(self, weight: Tensor, bias: Tensor | None) -> Prepared:
+        return {"w": torch.ones_like(weight), "b": None}
+
+    def state(self, op: LinearOp, a: Tensor, out: Tensor | None, p: Prepared) -> State:
+        ones = torch.ones_like(a[:1])
+        return {"den": stabilize(op.forward(ones, p["w"], p["b"]), self.eps)}
+
+    def relevance(self, op: LinearOp, a: Tensor, st: State, p: Prepared, R: Tensor) -> Tensor:
+        return op.transpose(R / st["den"], p["w"], a.shape)
+
+
+@dataclass(frozen=True)
+class WSquare(Flat):
+    """w^2 rule: inputs set to one, squared weights and squared bias (zennit's ``WSquare``)."""
+
+    def prepare(self, weight: Tensor, bias: Tensor | None) -> Prepared:
+        return {"w": weight**2, "b": None if bias is None else bias**2}
+
+
+def expand_bound(bound: float | Tensor, a: Tensor) -> Tensor:
+    """Broadcast a scalar or per-channel bound to one sample of ``a``: ``(1, *a.shape[1:])``."""
+    b = torch.as_tensor(bound, dtype=a.dtype, device=a.device)
+    if b.ndim == 1 and a.ndim > 2 and b.numel() == a.shape[1]:
+        b = b.reshape(1, -1, *([1] * (a.ndim - 2)))
+    return b.expand(1, *a.shape[1:]).contiguous()
+
+
+def _transposes(
+    op: LinearOp, s: Tensor, weights: list[Tensor], in_shape: torch.Size
+) -> list[Tensor]:
+    """``[op.transpose(s, w) for w in weights]``, as one call on stacked weights where possible."""
+    if op.is_conv and op.groups != 1:
+        return [op.transpose(s, w, in_shape) for w in weights]
+    stacked = torch.cat(weights, dim=1)
+    n = weights[0].shape[1]
+    shape = torch.Size((*in_shape[:1], n * len(weights), *in_shape[2:])) if op.is_conv else in_shape
+    return list(op.transpose(s, stacked, shape).split(n, dim=1 if op.is_conv else -1))

@@ -1,0 +1,69 @@
+"""Functional API: ``lrp`` and ``clrp``, torch in, torch out (DESIGN §2)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+from .engine.core import RelevanceEngine
+from .engine.presets import Bound
+from .engine.rules import Rule
+
+
+def lrp(
+    model: nn.Module,
+    x: Tensor,
+    target: Any,
+    *,
+    rules: str | Mapping[Any, Rule] = "paper",
+    input_bounds: tuple[Bound, Bound] | None = None,
+    canonizers: str | Sequence[str] | None = "auto",
+) -> Tensor:
+    """LRP relevance of class ``target`` at the input, same shape as ``x`` (N, C, H, W).
+
+    Parameters
+    ----------
+    model
+        Classifier returning logits (N, classes); never modified.
+    x
+        Input batch, floating point.
+    target
+        One class index for every sample, or one per sample.
+    rules
+        Preset name (``"paper"``, ``"epsilon_plus"``, ``"epsilon_plus_flat"``,
+        ``"epsilon_gamma_box"``, ``"epsilon_alpha2_beta1"``, ``"epsilon"``) or a mapping
+        ``{layer type or module name: Rule}``.
+    input_bounds
+        ``(low, high)`` of the input for the z^B first-layer rule, scalars or per-channel ``(C,)``.
+        None uses the CLRP authors' ImageNet-normalised bounds ``(-2.1179, 2.64)``.
+    canonizers
+        ``"auto"``, None, or a subset of ``("batchnorm", "resnet")``.
+    """
+    engine = RelevanceEngine(model, rules, input_bounds, canonizers)
+    return engine.run(x, target, contrast="lrp", kinds=("target",)).input[0]
+
+
+def clrp(
+    model: nn.Module,
+    x: Tensor,
+    target: Any,
+    *,
+    variant: str | int = "clrp1",
+    rules: str | Mapping[Any, Rule] = "paper",
+    input_bounds: tuple[Bound, Bound] | None = None,
+    dual_seed: str = "uniform",
+    canonizers: str | Sequence[str] | None = "auto",
+) -> Tensor:
+    """Contrastive LRP map ``max(0, R_target - R_dual)`` at the input, same shape as ``x``.
+
+    ``variant`` is ``"clrp1"`` (dual: all other classes), ``"clrp2"`` (dual: the logit layer's row
+    ``-W_j``), ``"sglrp"`` (softmax-gradient seeds) or an int class B ("target rather than B").
+    ``dual_seed="logits"`` selects the authors'-code CLRP1 dual (see
+    :meth:`RelevanceEngine.run`). The other arguments are as in :func:`lrp`. The difference is
+    computed in one backward pass of the seed difference.
+    """
+    engine = RelevanceEngine(model, rules, input_bounds, canonizers)
+    out = engine.run(x, target, contrast=variant, kinds=("contrast",), dual_seed=dual_seed)
+    return out.input[0].clamp(min=0)
