@@ -36,15 +36,17 @@ class ClrpHTMLExporter(HTMLExporter):
     def _extra_template_basedirs_default(self) -> list[str]:
         return [*super()._default_extra_template_basedirs(), str(TEMPLATES_DIR)]
 
-    def from_notebook_node(  # type: ignore[override]
-        self, nb: NotebookNode, resources: dict[str, Any] | None = None, **kw: Any
-    ) -> tuple[str, dict[str, Any]]:
-        """Convert ``nb``, inlining the widget runtime when the notebook holds widget state."""
-        resources = dict(resources or {})
+    def _preprocess(self, nb: NotebookNode, resources: dict[str, Any]) -> tuple[Any, Any]:
+        """Run the preprocessors (``--execute`` among them), then gather the inlined runtime.
+
+        It is gathered here, after execution, because only then does the notebook hold the
+        widget state that says which widget modules the page needs.
+        """
+        nb, resources = super()._preprocess(nb, resources)
         has_widgets = "widgets" in nb.metadata
         resources["clrp_offline"] = {
             "require_js": require_js(),
             "widget_modules": widget_module_scripts(nb.metadata) if has_widgets else [],
             "html_manager": html_manager_js() if has_widgets else "",
         }
-        return super().from_notebook_node(nb, resources, **kw)
+        return nb, resources

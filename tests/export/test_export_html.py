@@ -1,0 +1,147 @@
+"""The offline HTML exporter: inlined runtime, named AMD modules, CLI errors (no browser here).
+
+The real-browser check of an exported file is ``tests/browser/test_export_offline.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from bs4 import BeautifulSoup
+
+from clrp_widgets.engine.errors import ConfigError
+from clrp_widgets.export import ClrpHTMLExporter, NotebookExecutionError, export_notebook
+from clrp_widgets.export.assets import (
+    WIDGET_STATE_MIME,
+    find_nbextension,
+    html_manager_js,
+    named_amd_module,
+    script_safe,
+    widget_modules,
+)
+
+WIDGET_CELLS = [
+    "import ipywidgets as w\nw.IntSlider(value=3, description='slide')",
+    "import bqplot as bq\n"
+    "x, y = bq.OrdinalScale(), bq.LinearScale()\n"
+    "bars = bq.Bars(x=['a', 'b'], y=[1, 2], scales={'x': x, 'y': y})\n"
+    "bq.Figure(marks=[bars], axes=[bq.Axis(scale=x), bq.Axis(scale=y, side='left')])",
+]
+
+
+def _write_notebook(path: Path, sources: list[str]) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Export probe: $e^{i\\pi} = -1$")]
+    nb.cells += [nbformat.v4.new_code_cell(source) for source in sources]
+    nbformat.write(nb, path)
+    return path
+
+
+def _state(*modules: tuple[str, str]) -> dict:
+    models = {
+        str(i): {"model_module": model, "state": {"_view_module": view}}
+        for i, (model, view) in enumerate(modules)
+    }
+    return {"widgets": {WIDGET_STATE_MIME: {"state": models}}}
+
+
+def test_widget_modules_skips_base_modules_and_deduplicates():
+    metadata = _state(
+        ("@jupyter-widgets/controls", "@jupyter-widgets/controls"),
+        ("bqplot", "bqplot"),
+        ("bqscales", ""),
+        ("anywidget", "anywidget"),
+        ("@jupyter-widgets/base", "@jupyter-widgets/base"),
+    )
+    assert widget_modules(metadata) == ["anywidget", "bqplot", "bqscales"]
+    assert widget_modules({}) == []
+
+
+def test_script_safe_removes_every_way_to_leave_the_script_element():
+    code = "var a = '</script><script>alert(1)</SCRIPT>'; var b = '<!--';"
+    safe = script_safe(code)
+    assert "</script" not in safe.lower() and "<!--" not in safe
+    # the JavaScript value is unchanged: \x3C is '<'
+    assert safe.replace("\\x3C", "<") == code
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node")
+def test_named_amd_module_registers_an_anonymous_define_under_the_module_name():
+    bundle = "define(['@jupyter-widgets/base'], function (base) { return {v: 1}; });"
+    script = (
+        "var calls = []; var window = {define: function () {"
+        " calls.push(Array.prototype.map.call(arguments, function (a) {"
+        " return typeof a === 'function' ? 'fn' : a; })); }};"
+        "window.define.amd = {jQuery: true};"
+        f"{named_amd_module('my-widgets', bundle)}"
+        "console.log(JSON.stringify(calls));"
+    )
+    out = subprocess.run(["node", "-e", script], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == [["my-widgets", ["@jupyter-widgets/base"], "fn"]]
+
+
+def test_html_manager_icon_fonts_become_data_urls():
+    code = html_manager_js()
+    assert not re.search(r'\.p\+"[0-9a-f]{20}\.', code), "a font still points at a URL"
+    assert code.count('"data:font/woff2;base64,') >= 2
+    assert "sourceMappingURL=libembed-amd.js.map" not in code
+
+
+def test_missing_widget_module_names_the_module_and_the_fix():
+    with pytest.raises(ConfigError, match=r"no-such-widgets.*install"):
+        find_nbextension("no-such-widgets")
+
+
+@pytest.mark.slow
+def test_nbconvert_entry_point_writes_a_self_contained_page(tmp_path):
+    notebook = _write_notebook(tmp_path / "probe.ipynb", WIDGET_CELLS)
+    subprocess.run(
+        [sys.executable, "-m", "nbconvert", "--to=clrp_html", "--execute", str(notebook)],
+        check=True,
+        capture_output=True,
+    )
+    html = (tmp_path / "probe.html").read_text(encoding="utf-8")
+    page = BeautifulSoup(html, "html.parser")
+    assert not page.select("script[src], link[href], iframe[src]"), "the page loads a file"
+    assert "cdnjs.cloudflare.com/ajax/libs/mathjax" not in html and "x-mathjax-config" not in html
+    modules = [tag["data-clrp-widget-module"] for tag in page.select("[data-clrp-widget-module]")]
+    assert modules == ["bqplot", "bqscales"]
+    assert len(page.select("script[data-clrp-html-manager]")) == 1
+    assert WIDGET_STATE_MIME in html
+
+
+def test_notebook_without_widgets_inlines_no_widget_runtime(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
+    html, _ = ClrpHTMLExporter().from_notebook_node(nb)
+    assert "data-clrp-html-manager" not in html and 'src="http' not in html
+
+
+@pytest.mark.slow
+def test_cli_names_the_failing_cell(tmp_path):
+    notebook = _write_notebook(tmp_path / "broken.ipynb", ["x = 1", "x / 0"])
+    output = tmp_path / "o.html"
+    result = subprocess.run(
+        [sys.executable, "-m", "clrp_widgets.export", str(notebook), "-o", str(output)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert "cell 2" in result.stderr and "'x / 0'" in result.stderr
+    assert "ZeroDivisionError" in result.stderr and "--no-execute" in result.stderr
+    assert not output.exists()
+
+
+def test_no_execute_exports_the_saved_notebook_and_missing_files_are_input_errors(tmp_path):
+    notebook = _write_notebook(tmp_path / "saved.ipynb", ["raise RuntimeError('never run')"])
+    out = export_notebook(notebook, tmp_path / "out" / "saved.html", execute=False)
+    assert "never run" in out.read_text(encoding="utf-8")
+    with pytest.raises(ValueError, match=r"existing \.ipynb"):
+        export_notebook(tmp_path / "missing.ipynb", tmp_path / "x.html")
+    assert issubclass(NotebookExecutionError, RuntimeError)
