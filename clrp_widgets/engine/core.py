@@ -310,7 +310,7 @@ class RelevanceEngine:
         for c in chans:
             masked = torch.zeros_like(at_layer)
             masked[:, c] = at_layer[:, c]
-            maps.append(self._backprop(fp, [root], [masked], [])[0][0])
+            maps.append(self._backprop(fp, [root], [masked], [])[0])
         return torch.stack(maps) if maps else at_layer.new_zeros((0, *x.shape))
 
     # ------------------------------------------------------------------ internals
