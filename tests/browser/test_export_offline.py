@@ -1,0 +1,225 @@
+"""Shareable notebooks in a real browser: the exported HTML renders its widgets with no network at
+all (file://, every http(s) request aborted), labels stay text, and Voilà serves the quickstart.
+
+Screenshots land in ``build/test-artifacts/export_*.png`` and ``voila_quickstart.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from clrp_widgets.export import export_notebook
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = ROOT / "notebooks"
+QUICKSTART = NOTEBOOKS / "quickstart.ipynb"
+ARTIFACTS = ROOT / "build" / "test-artifacts"
+HOSTILE = "<img src=x onerror=alert(1)>"
+RENDER_TIMEOUT_MS = 60_000
+
+HOSTILE_CELLS = [
+    "import bqplot as bq\n"
+    "import ipywidgets as w\n"
+    "import clrp_widgets as cw\n"
+    f"HOSTILE = {HOSTILE!r}",
+    "bundle = cw.load_model('shapes')\n"
+    "images, labels, boxes = cw.scenes(1, seed=3)\n"
+    "names = [f'{HOSTILE} {name}' for name in bundle.class_names]\n"
+    "cw.Explorer(cw.Explainer(bundle, class_names=names), images[0])",
+    "x, y = bq.OrdinalScale(), bq.LinearScale()\n"
+    "bars = bq.Bars(x=[HOSTILE, 'plain'], y=[2.0, 1.0], scales={'x': x, 'y': y})\n"
+    "bq.Figure(marks=[bars], axes=[bq.Axis(scale=x), bq.Axis(scale=y, side='left')],\n"
+    "          layout={'height': '240px'})",
+    "w.IntSlider(value=3, description=HOSTILE)",
+]
+
+
+@dataclass
+class PageLog:
+    """What a page did: network requests, uncaught errors and dialogs (alert, confirm...)."""
+
+    requests: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+
+
+def _watch(page, *, block=lambda url: True) -> PageLog:
+    log = PageLog()
+    page.on("pageerror", lambda err: log.errors.append(str(err)))
+
+    def on_dialog(dialog):
+        log.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+
+    def on_route(route):
+        log.requests.append(route.request.url)
+        if block(route.request.url):
+            route.abort()
+        else:
+            route.continue_()
+
+    page.route("http*://**", on_route)
+    return log
+
+
+def _wait_for_widgets(page) -> None:
+    """Every saved widget view is displayed and every ``data-ready`` element has drawn."""
+    page.wait_for_selector("[data-ready='1']", timeout=RENDER_TIMEOUT_MS)
+    page.wait_for_function(
+        """() => {
+          const views = document.querySelectorAll(
+            "script[type='application/vnd.jupyter.widget-view+json']").length;
+          const shown = document.querySelectorAll('.widget-subarea').length;
+          const pending = document.querySelectorAll("[data-ready]:not([data-ready='1'])").length;
+          return views > 0 && shown === views && pending === 0;
+        }""",
+        timeout=RENDER_TIMEOUT_MS,
+    )
+
+
+def _widget_text(page) -> str:
+    return page.evaluate(
+        "() => Array.from(document.querySelectorAll('.widget-subarea'))"
+        ".map(e => e.textContent).join('\\n')"
+    )
+
+
+def _open_offline(page, html: Path, screenshot: str) -> PageLog:
+    log = _watch(page)
+    page.set_viewport_size({"width": 1280, "height": 1600})
+    page.goto(html.as_uri())
+    _wait_for_widgets(page)
+    page.wait_for_timeout(500)  # let late scripts (fonts, resize handlers) run before asserting
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / screenshot), full_page=True)
+    return log
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Export a notebook (executed in a copy of ``notebooks/``) once per module; cached by name."""
+    out = tmp_path_factory.mktemp("export")
+    work = out / "notebooks"
+    shutil.copytree(NOTEBOOKS, work, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    cache: dict[str, Path] = {}
+
+    def export(name: str, cells: list[str] | None = None) -> Path:
+        if name not in cache:
+            notebook = work / f"{name}.ipynb"
+            if cells is not None:
+                nb = nbformat.v4.new_notebook()
+                nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+                nbformat.write(nb, notebook)
+            cache[name] = export_notebook(notebook, out / f"{name}.html")
+        return cache[name]
+
+    return export
+
+
+@pytest.mark.skipif(not QUICKSTART.exists(), reason="notebooks/quickstart.ipynb is not there yet")
+def test_exported_quickstart_renders_with_no_network(exported, page):
+    log = _open_offline(page, exported("quickstart"), "export_offline_quickstart.png")
+    assert log.requests == [], "the page tried the network"
+    assert log.errors == []
+    assert page.locator("[data-ready='1']").count() >= 1
+    assert page.locator(".bqplot rect.bar").count() > 0, "no bqplot bars drawn"
+
+
+def test_exported_widgets_render_offline_and_labels_stay_text(exported, page):
+    log = _open_offline(page, exported("hostile", HOSTILE_CELLS), "export_offline_hostile.png")
+    assert log.requests == [], "the page tried the network"
+    assert log.errors == []
+    assert log.dialogs == [], "a label was run as HTML"
+    assert page.locator("img[src='x']").count() == 0
+    assert page.locator(".widget-slider, .widget-hslider").count() == 1
+    assert page.locator(".bqplot rect.bar").count() > 2
+    text = _widget_text(page)
+    assert HOSTILE in text, "the class name is not shown as text"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def voila_quickstart(tmp_path_factory):
+    """Voilà serving a copy of the quickstart on 127.0.0.1; yields its address."""
+    tmp = tmp_path_factory.mktemp("voila")
+    work = tmp / "notebooks"
+    shutil.copytree(NOTEBOOKS, work, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    env = dict(os.environ)
+    for var in ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR"):
+        env[var] = str(tmp / var.lower())
+    port = _free_port()
+    log = (tmp / "voila.log").open("w")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "voila",
+            str(work / QUICKSTART.name),
+            "--no-browser",
+            "--Voila.ip=127.0.0.1",
+            f"--port={port}",
+        ],
+        cwd=work,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/voila/static/voila.js", timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"Voilà did not start; see {tmp / 'voila.log'}") from None
+                time.sleep(0.3)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.mark.skipif(not QUICKSTART.exists(), reason="notebooks/quickstart.ipynb is not there yet")
+def test_voila_serves_the_quickstart(voila_quickstart, page):
+    log = _watch(page, block=lambda url: not url.startswith(voila_quickstart))
+    page.set_viewport_size({"width": 1280, "height": 1600})
+    page.goto(voila_quickstart, timeout=120_000)
+    page.wait_for_selector("[data-ready='1']", timeout=120_000)
+    page.wait_for_function(
+        "() => document.querySelectorAll(\"[data-ready]:not([data-ready='1'])\").length === 0",
+        timeout=RENDER_TIMEOUT_MS,
+    )
+    page.wait_for_timeout(500)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "voila_quickstart.png"), full_page=True)
+    assert log.errors == []
+    assert page.locator(".bqplot rect.bar").count() > 0
+    outside = [url for url in log.requests if not url.startswith(voila_quickstart)]
+    # Voilà's own page template links Font Awesome from a CDN (toolbar icons); nothing else
+    assert all("fontawesome" in url for url in outside), outside
