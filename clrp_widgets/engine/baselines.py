@@ -2,7 +2,8 @@
 
 Torch only. Every function takes ``model`` (a classifier returning logits), ``x`` of shape
 (N, C, H, W) and ``target`` (an int or a sequence of N ints), validates them like the relevance
-engine, and leaves the model bit-identical, with no hooks, also when it raises.
+engine, explains a model in training mode in eval semantics (with a warning, like the engine),
+and leaves the model bit-identical, with no hooks, also when it raises.
 
 DeConvNet and Guided Backprop change the backward pass of every ``torch.nn.ReLU`` *module* in
 the model; a ``torch.nn.functional.relu`` called inside a custom ``forward`` keeps its plain
@@ -11,6 +12,7 @@ gradient. Gradients are taken with ``torch.autograd.grad``, so no ``.grad`` fiel
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -19,52 +21,41 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from clrp_widgets.engine.errors import ConfigError, InputError, LayerNotFoundError
+from clrp_widgets.engine.errors import ConfigError
+from clrp_widgets.engine.validation import (
+    check_input,
+    check_layer,
+    check_targets,
+    first_weighted_layer,
+)
 
 Target = int | Sequence[int] | torch.Tensor
 
 BASELINES = ("gradient", "gradient_x_input", "deconvnet", "guided_backprop", "gradcam")
 
 
-def validate_input(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """TEMP until the engine's validation lands."""
-    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[0] == 0:
-        raise InputError("x must be a non-empty (N, C, H, W) tensor")
-    if not x.is_floating_point():
-        raise InputError("x must be floating point")
-    if not torch.isfinite(x).all():
-        raise InputError("x holds NaN or inf")
-    return x
-
-
-def validate_targets(target: Target, logits: torch.Tensor) -> torch.Tensor:
-    """TEMP until the engine's validation lands."""
-    n, c = logits.shape
-    t = torch.as_tensor(target, dtype=torch.long, device=logits.device).reshape(-1)
-    if t.numel() == 1:
-        t = t.expand(n)
-    if t.numel() != n or (t < 0).any() or (t >= c).any():
-        raise InputError("bad target")
-    return t
-
-
 @contextmanager
 def eval_semantics(model: nn.Module) -> Iterator[None]:
-    """TEMP until the engine's validation lands."""
-    flags = {m: m.training for m in model.modules()}
+    """Run the model in eval mode (as the relevance engine does), then restore every flag.
+
+    A model in training mode gets a ``UserWarning``: dropout and BatchNorm batch statistics
+    would make a map depend on the batch and on chance.
+    """
+    flags = [(module, module.training) for module in model.modules()]
+    if any(training for _, training in flags):
+        warnings.warn(
+            "the model is in training mode; it is explained in eval mode (dropout off, BatchNorm "
+            "running statistics) and its training flags are restored afterwards. Call "
+            "model.eval() to silence this warning.",
+            UserWarning,
+            stacklevel=4,
+        )
     model.eval()
     try:
         yield
     finally:
-        for m, flag in flags.items():
-            m.training = flag
-
-
-def closest_names(name: str, names: list[str]) -> list[str]:
-    """TEMP until the engine's validation lands."""
-    import difflib
-
-    return difflib.get_close_matches(name, names)
+        for module, training in flags:
+            module.training = training
 
 
 class _ModifiedReLU(torch.autograd.Function):
@@ -118,7 +109,7 @@ def _input_gradient(
     model: nn.Module, x: torch.Tensor, target: Target, guided: bool | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradient of the target logits w.r.t. ``x`` (ReLUs modified when ``guided`` is not None)."""
-    x = validate_input(model, x)
+    x = check_input(x, first_weighted_layer(model))
     with eval_semantics(model):
         leaf = x.detach().clone().requires_grad_(True)
         with torch.enable_grad():
@@ -127,7 +118,7 @@ def _input_gradient(
             else:
                 with _modified_relus(model, guided):
                     logits = model(leaf)
-            targets = validate_targets(target, logits)
+            targets = check_targets(target, len(x), logits.shape[1], logits.device)
             score = logits.gather(1, targets[:, None]).sum()
             (grad,) = torch.autograd.grad(score, leaf)
     return grad, leaf.detach()
@@ -209,14 +200,9 @@ def gradcam(
     torch.Tensor
         (N, H, W) when ``upsample``, else (N, h, w); non-negative.
     """
-    x = validate_input(model, x)
-    name = last_conv_name(model) if layer is None else layer
-    modules = dict(model.named_modules())
-    if name not in modules:
-        raise LayerNotFoundError(
-            f"layer {name!r} is not a module of the model; closest names: "
-            f"{closest_names(name, list(modules))}. Use one of Explainer.layer_names."
-        )
+    x = check_input(x, first_weighted_layer(model))
+    modules = {name: module for name, module in model.named_modules() if name}
+    name = last_conv_name(model) if layer is None else check_layer(layer, list(modules))
     kept: list[torch.Tensor] = []
 
     def keep_output(module: nn.Module, args: Any, output: Any) -> torch.Tensor:
@@ -234,7 +220,7 @@ def gradcam(
             logits = model(x.detach().clone().requires_grad_(True))
         finally:
             handle.remove()
-        targets = validate_targets(target, logits)
+        targets = check_targets(target, len(x), logits.shape[1], logits.device)
         activation = kept[-1]
         score = logits.gather(1, targets[:, None]).sum()
         (grad,) = torch.autograd.grad(score, activation)

@@ -139,13 +139,13 @@ def build_tree(
     kinds = tuple(output.kinds)
     logits = as_numpy(output.logits)
     targets = as_numpy(output.targets).astype(np.int64, copy=False)
-    n_samples, n_classes = logits.shape
+    n_classes = logits.shape[1]
     names = [str(i) for i in range(n_classes)] if class_names is None else list(class_names)
     if len(names) != n_classes:
         raise ValueError(f"{len(names)} class names for a model with {n_classes} classes")
     seed_sum = as_numpy(output.seed_sums).sum(axis=1, dtype=np.float64)
-    target_logits = np.abs(logits[np.arange(n_samples), targets]).sum(dtype=np.float64)
-    scale = max(float(np.abs(seed_sum).max(initial=0.0)), float(target_logits))
+    logit_scale = np.abs(logits).max(axis=1).sum(dtype=np.float64)
+    scale = max(float(np.abs(seed_sum).max(initial=0.0)), float(logit_scale))
 
     root_attrs = dict(attrs or {})
     root_attrs["layer_order"] = list(output.layers)

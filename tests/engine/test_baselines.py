@@ -31,7 +31,7 @@ def small_cnn(inplace: bool = True) -> nn.Module:
 
 def small_mlp() -> nn.Module:
     torch.manual_seed(2)
-    return nn.Sequential(nn.Flatten(), nn.Linear(12, 7), nn.ReLU(), nn.Linear(7, 4)).eval()
+    return nn.Sequential(nn.Linear(12, 7), nn.ReLU(), nn.Linear(7, 4)).eval()
 
 
 def snapshot(model: nn.Module) -> dict:
@@ -65,7 +65,7 @@ def x() -> torch.Tensor:
 
 
 def hand_maps(model: nn.Module, x: torch.Tensor, target: list[int]) -> dict[str, torch.Tensor]:
-    w1, b1, w2 = model[1].weight, model[1].bias, model[3].weight
+    w1, b1, w2 = model[0].weight, model[0].bias, model[2].weight
     flat = x.flatten(1)
     out = {}
     for name in ("gradient", "deconvnet", "guided_backprop"):
@@ -89,7 +89,7 @@ def hand_maps(model: nn.Module, x: torch.Tensor, target: list[int]) -> dict[str,
 def test_pixel_baselines_match_hand_computation(method: str) -> None:
     model = small_mlp()
     torch.manual_seed(4)
-    x = torch.randn(4, 3, 2, 2)
+    x = torch.randn(4, 12)
     target = [0, 3, 1, 3]
     expected = hand_maps(model, x, target)[method]
     got = bl.baseline(model, x, target, method)
@@ -188,9 +188,12 @@ def test_gradcam_at_chosen_pooling_layer(x: torch.Tensor) -> None:
 
 def test_training_mode_is_restored(x: torch.Tensor) -> None:
     model = small_cnn().train()
+    model[0].training = False  # a mixed state must come back exactly
     before = snapshot(model)
-    bl.guided_backprop(model, x, 0)
+    with pytest.warns(UserWarning, match="training mode"):
+        got = bl.guided_backprop(model, x, 0)
     assert_untouched(model, before)
+    torch.testing.assert_close(got, bl.guided_backprop(small_cnn(), x, 0))
 
 
 @pytest.mark.parametrize(
@@ -198,7 +201,7 @@ def test_training_mode_is_restored(x: torch.Tensor) -> None:
     [
         ({"method": "saliency"}, ConfigError, "guided_backprop"),
         ({"method": "gradient", "layer": "2"}, ConfigError, "gradcam"),
-        ({"method": "gradcam", "layer": "feature.2"}, LayerNotFoundError, "closest"),
+        ({"method": "gradcam", "layer": "2x"}, LayerNotFoundError, "Closest"),
         ({"method": "gradcam", "layer": "6"}, ConfigError, "(N, K, h, w)"),
         ({"method": "guided_backprop", "target": 5}, InputError, ""),
         ({"method": "gradcam", "target": [0, 1]}, InputError, ""),
@@ -243,7 +246,7 @@ class Exploding(nn.Module):
 @pytest.mark.parametrize("method", bl.BASELINES)
 def test_hooks_removed_when_forward_raises(x: torch.Tensor, method: str) -> None:
     model = small_cnn()
-    model.append(Exploding())
+    model.append(Exploding()).eval()
     before = snapshot(model)
     with pytest.raises(RuntimeError, match="boom"):
         bl.baseline(model, x, 0, method)

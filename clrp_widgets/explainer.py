@@ -1,0 +1,341 @@
+"""The object API: :class:`Explainer` captures every layer and returns labelled results."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+
+from clrp_widgets import __version__
+from clrp_widgets.engine import RelevanceEngine
+from clrp_widgets.engine.baselines import BASELINES, baseline, eval_semantics, last_conv_name
+from clrp_widgets.engine.errors import ConfigError, InputError
+from clrp_widgets.engine.seeds import CONTRASTS
+from clrp_widgets.engine.validation import check_input, first_weighted_layer
+from clrp_widgets.results import build_tree
+from clrp_widgets.results.tree import as_numpy
+
+Target = int | str | Sequence[int | str] | torch.Tensor
+
+
+def _plain_bound(bound: Any) -> float | list[float]:
+    values = torch.as_tensor(bound, dtype=torch.float64).flatten().tolist()
+    return values[0] if torch.as_tensor(bound).dim() == 0 else values
+
+
+def _describe_rules(rules: str | Mapping[Any, Any]) -> str | dict[str, str]:
+    if isinstance(rules, str):
+        return rules
+    return {getattr(k, "__name__", str(k)): repr(v) for k, v in rules.items()}
+
+
+class Explainer:
+    """LRP, CLRP and baselines for one model, with every layer labelled as ``xarray`` results.
+
+    Parameters
+    ----------
+    model_or_bundle : torch.nn.Module or ModelBundle
+        A classifier returning logits, or a bundle (anything with ``.model``, ``.class_names``,
+        ``.input_bounds`` and ``.name``) whose fields fill the defaults below.
+    rules : str or mapping
+        A preset name (``"paper"``, ``"epsilon_plus"``, ...) or a mapping of layer types or
+        module names to rules, as accepted by :class:`clrp_widgets.engine.RelevanceEngine`.
+    input_bounds : (low, high), optional
+        Lowest and highest input values for the first layer's z^B rule, scalars or per-channel
+        tensors; default: the bundle's bounds, else the engine's default.
+    class_names : sequence of str, optional
+        One name per class; default: the bundle's names, else the indices as strings.
+    canonizers : str
+        Passed to the engine (``"auto"`` picks BatchNorm merging / ResNet sums by model).
+
+    Notes
+    -----
+    Wherever ``x`` is taken it may be a batch (N, C, H, W) or a single image (C, H, W), to which
+    a batch dimension is added (the results then have ``sample`` of length 1). ``target`` may be
+    an int, a class name, or a sequence with one int or name per sample.
+
+    Examples
+    --------
+    >>> ex = Explainer(cw.load_model("shapes"))  # doctest: +SKIP
+    >>> tree = ex.explain(image, "disk")  # doctest: +SKIP
+    >>> tree["input"].heatmap.sel(kind="contrast").clip(min=0)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model_or_bundle: Any,
+        rules: str | Mapping[Any, Any] = "paper",
+        input_bounds: tuple[Any, Any] | None = None,
+        class_names: Sequence[str] | None = None,
+        canonizers: str = "auto",
+    ) -> None:
+        bundle = None if isinstance(model_or_bundle, nn.Module) else model_or_bundle
+        model = model_or_bundle if bundle is None else getattr(bundle, "model", None)
+        if not isinstance(model, nn.Module):
+            raise ConfigError(
+                f"Explainer needs a torch.nn.Module or a ModelBundle, got "
+                f"{type(model_or_bundle).__name__}; pass e.g. cw.load_model('shapes')."
+            )
+        if input_bounds is None and bundle is not None:
+            input_bounds = getattr(bundle, "input_bounds", None)
+        if class_names is None and bundle is not None:
+            class_names = getattr(bundle, "class_names", None)
+        self.model = model
+        self.class_names = None if class_names is None else [str(n) for n in class_names]
+        self.rules = rules
+        self.model_name = str(getattr(bundle, "name", None) or type(model).__name__)
+        self.engine = RelevanceEngine(
+            model, rules=rules, input_bounds=input_bounds, canonizers=canonizers
+        )
+        self.input_bounds = self.engine.input_bounds
+
+    @property
+    def layer_names(self) -> list[str]:
+        """Names of the capturable layers (Conv2d, Linear, pooling), in forward order."""
+        return list(self.engine.layer_names())
+
+    # ----- helpers
+
+    @staticmethod
+    def _batch(x: Any) -> Any:
+        return x.unsqueeze(0) if isinstance(x, torch.Tensor) and x.dim() == 3 else x
+
+    def _class_index(self, target: int | str) -> int:
+        if not isinstance(target, str):
+            return target
+        names = self.class_names or []
+        if target in names:
+            return names.index(target)
+        close = difflib.get_close_matches(target, names, n=3)
+        hint = f" Closest: {', '.join(map(repr, close))}." if close else ""
+        known = "" if names else " This Explainer has no class names; pass class_names=[...]."
+        raise InputError(f"unknown class name {target!r}.{hint}{known} Or pass the class index.")
+
+    def _contrast(self, contrast: Any) -> Any:
+        """A class name B becomes its index; method names and anything else go to the engine."""
+        names = self.class_names or []
+        if isinstance(contrast, str) and contrast.lower() not in CONTRASTS and contrast in names:
+            return names.index(contrast)
+        return contrast
+
+    def _targets(self, target: Target) -> Any:
+        if isinstance(target, str):
+            return self._class_index(target)
+        if isinstance(target, Sequence):
+            return [self._class_index(t) for t in target]
+        return target
+
+    def _attrs(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "rules": _describe_rules(self.rules),
+            "input_bounds": [_plain_bound(b) for b in self.input_bounds],
+            "model": self.model_name,
+            "version": __version__,
+            **extra,
+        }
+
+    def _tree(self, output: Any, **attrs: Any) -> xr.DataTree:
+        return build_tree(output, class_names=self.class_names, attrs=self._attrs(**attrs))
+
+    # ----- public API
+
+    def explain(
+        self,
+        x: torch.Tensor,
+        target: Target,
+        contrast: str | int = "clrp1",
+        layers: str | Sequence[str] | None = "all",
+        kinds: Sequence[str] | None = None,
+        dual_seed: str = "uniform",
+    ) -> xr.DataTree:
+        """Explain the decision for ``target``, capturing relevance at every requested layer.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            (N, C, H, W), or one image (C, H, W).
+        target : int, str or sequence
+            Class index or name, one for all samples or one per sample.
+        contrast : str or int
+            ``"lrp"``, ``"clrp1"``, ``"clrp2"``, ``"sglrp"``, or a class index/name B
+            ("target rather than B").
+        layers : "all", sequence of str or None
+            Layers to capture (``"all"``: every name in :attr:`layer_names`; None: none).
+        kinds : sequence of str, optional
+            Subset of ``("target", "dual", "contrast")``; default: all three for contrasts,
+            ``("target",)`` for ``"lrp"``. ``contrast`` is target − dual, *not* clipped.
+        dual_seed : str
+            CLRP1's dual: ``"uniform"`` (the paper) or ``"logits"`` (the authors' code).
+
+        Returns
+        -------
+        xarray.DataTree
+            The result tree of DESIGN §3 (see :func:`clrp_widgets.results.build_tree`).
+        """
+        contrast = self._contrast(contrast)
+        if kinds is None:
+            kinds = ("target",) if contrast == "lrp" else ("target", "dual", "contrast")
+        capture = None if layers is None or (not isinstance(layers, str) and not layers) else layers
+        output = self.engine.run(
+            self._batch(x),
+            self._targets(target),
+            contrast=contrast,
+            kinds=tuple(kinds),
+            capture=capture if capture is None or isinstance(capture, str) else list(capture),
+            dual_seed=dual_seed,
+        )
+        is_lrp = contrast == "lrp"
+        return self._tree(
+            output,
+            method="lrp" if is_lrp else "clrp",
+            contrast=contrast,
+            dual_seed=None if is_lrp else dual_seed,
+        )
+
+    def neuron(
+        self,
+        x: torch.Tensor,
+        layer: str,
+        channel: int,
+        contrast: str | int | None = "layer",
+        layers: str | Sequence[str] | None = "all",
+    ) -> xr.DataTree:
+        """The paper's neuron explanation: relevance of one channel's activation at ``layer``.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            (N, C, H, W), or one image (C, H, W).
+        layer : str
+            A name from :attr:`layer_names`.
+        channel : int
+            The channel (or unit) whose activation seeds the explanation.
+        contrast : "layer", int or None
+            ``"layer"``: the dual spreads the same total over the layer's other channels; an int:
+            that other channel is the dual; None: plain LRP of the neuron (kind "target" only).
+        layers : "all", sequence of str or None
+            Layers to capture, as in :meth:`explain`.
+
+        Returns
+        -------
+        xarray.DataTree
+            Same schema as :meth:`explain`; root attrs ``method="neuron"``, ``layer``,
+            ``channel``.
+        """
+        kinds = ("target",) if contrast is None else ("target", "dual", "contrast")
+        capture = None if layers is None or (not isinstance(layers, str) and not layers) else layers
+        output = self.engine.neuron(
+            self._batch(x),
+            layer,
+            channel,
+            contrast=contrast,
+            kinds=kinds,
+            capture=capture if capture is None or isinstance(capture, str) else list(capture),
+        )
+        return self._tree(
+            output,
+            method="neuron",
+            contrast=contrast,
+            dual_seed=None,
+            layer=layer,
+            channel=channel,
+        )
+
+    def conditional(
+        self,
+        x: torch.Tensor,
+        target: Target,
+        layer: str,
+        channels: Sequence[int],
+        contrast: str | int = "clrp1",
+    ) -> xr.DataArray:
+        """Per-channel conditional heatmaps: the decision's relevance flowing through each channel.
+
+        Parameters
+        ----------
+        x, target, contrast
+            As in :meth:`explain` (the map is the contrast kind, unclipped; for ``"lrp"``
+            the target kind).
+        layer : str
+            A name from :attr:`layer_names`.
+        channels : sequence of int
+            Channels of ``layer``; all are computed in one batched backward pass.
+
+        Returns
+        -------
+        xarray.DataArray
+            ``conditional`` (channel, sample, y, x), summed over colour, with a ``channel``
+            coordinate and ``target`` (sample).
+        """
+        x = self._batch(x)
+        targets = self._targets(target)
+        contrast = self._contrast(contrast)
+        channels = [int(c) for c in channels]
+        maps = as_numpy(self.engine.conditional(x, targets, layer, channels, contrast=contrast))
+        n = maps.shape[1]
+        target_ids = np.broadcast_to(np.asarray(targets, dtype=np.int64), (n,))
+        return xr.DataArray(
+            maps.sum(axis=2),
+            dims=("channel", "sample", "y", "x"),
+            coords={"channel": channels, "target": ("sample", target_ids)},
+            name="conditional",
+            attrs=dict(
+                self._attrs(method="conditional", contrast=contrast, layer=layer),
+            ),
+        )
+
+    def baseline(
+        self, x: torch.Tensor, target: Target, method: str, layer: str | None = None
+    ) -> xr.DataArray:
+        """A gradient-based baseline heatmap, summed over colour.
+
+        Parameters
+        ----------
+        x, target
+            As in :meth:`explain`.
+        method : str
+            ``"gradient"``, ``"gradient_x_input"``, ``"deconvnet"``, ``"guided_backprop"`` or
+            ``"gradcam"``.
+        layer : str, optional
+            Grad-CAM's layer (default: the last Conv2d); the map is upsampled bilinearly.
+
+        Returns
+        -------
+        xarray.DataArray
+            ``method`` (sample, y, x) with ``target`` (sample).
+        """
+        if method not in BASELINES:
+            raise ConfigError(f"unknown baseline {method!r}; choose one of {', '.join(BASELINES)}.")
+        x = self._batch(x)
+        targets = self._targets(target)
+        result = baseline(self.model, x, targets, method, layer=layer)
+        heat = as_numpy(result if method == "gradcam" else result.sum(dim=1))
+        extra = {"layer": layer or last_conv_name(self.model)} if method == "gradcam" else {}
+        n = heat.shape[0]
+        return xr.DataArray(
+            heat,
+            dims=("sample", "y", "x"),
+            coords={"target": ("sample", np.broadcast_to(np.asarray(targets), (n,)))},
+            name=method,
+            attrs={"method": method, "model": self.model_name, "version": __version__, **extra},
+        )
+
+    def predict(self, x: torch.Tensor) -> xr.DataArray:
+        """Class probabilities: the softmax of the logits, as ``probs`` (sample, class)."""
+        x = check_input(self._batch(x), first_weighted_layer(self.model))
+        with eval_semantics(self.model), torch.no_grad():
+            logits = self.model(x)
+        probs = as_numpy(torch.softmax(logits.float(), dim=1))
+        n_classes = probs.shape[1]
+        names = self.class_names or [str(i) for i in range(n_classes)]
+        return xr.DataArray(
+            probs,
+            dims=("sample", "class"),
+            coords={"class": np.arange(n_classes), "class_name": ("class", names)},
+            name="probs",
+        )
