@@ -114,7 +114,15 @@ class NeuronBarsChart:
         with self.bars.hold_sync():
             self.bars.selected = None
             self.bars.x = [f"c{c}" for c in self.channels]
-            self.bars.y = np.stack([np.asarray(series[k], dtype=float) for k in kinds])
+            y = np.stack([np.asarray(series[k], dtype=float) for k in kinds])
+            # bqplot 0.13's grouped bars never compute their y domain: set it here.
+            low, high = (
+                min(0.0, float(np.nanmin(y, initial=0))),
+                max(0.0, float(np.nanmax(y, initial=0))),
+            )
+            pad = 0.05 * (high - low) or 1.0
+            self.bars.scales["y"].min, self.bars.scales["y"].max = low - pad, high + pad
+            self.bars.y = y
             self.bars.labels = kinds
             self.bars.colors = [KIND_COLORS.get(k, "#666666") for k in kinds]
         self.figure.title = title
