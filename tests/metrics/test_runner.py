@@ -60,8 +60,9 @@ def test_result_layout(tiny, scenes):
 
 
 def test_values_agree_with_direct_metric_calls(tiny, scenes):
-    ds = run(tiny, scenes, metrics=[*METRICS, "region_perturbation"])
-    data = EvalData.from_scenes(scenes)
+    rp = RegionPerturbation(steps=4)
+    ds = run(tiny, scenes[:4], metrics=[*METRICS, rp])
+    data = EvalData.from_scenes(scenes[:4])
     img, tgt = ds["image"].values, ds["target"].values
     x = data.images[torch.as_tensor(img)]
     maps = gradient(tiny, x, torch.as_tensor(tgt)).abs().amax(1)
@@ -70,7 +71,7 @@ def test_values_agree_with_direct_metric_calls(tiny, scenes):
     np.testing.assert_allclose(ds["pointing_game"].sel(sel), PointingGame()(maps, regions))
     mean = data.images.mean(dim=(0, 2, 3))
     np.testing.assert_allclose(ds["ablation"].sel(sel), Ablation()(tiny, x, maps, tgt, mean))
-    curves = RegionPerturbation().curves(tiny, x, maps, tgt, mean)
+    curves = RegionPerturbation(steps=4).curves(tiny, x, maps, tgt, mean)
     np.testing.assert_allclose(ds["region_perturbation_curve"].sel(sel), curves)
     cam = gradcam(tiny, x, torch.as_tensor(tgt))
     pi = ds["pair_image"].values
@@ -85,9 +86,10 @@ def test_values_agree_with_direct_metric_calls(tiny, scenes):
 
 
 def test_deterministic_and_batch_size_invariant(tiny, scenes):
-    a = run(tiny, scenes, batch_size=4)
-    b = run(tiny, scenes, batch_size=1)
-    c = run(tiny, scenes, batch_size=4)
+    kw = {"methods": ["gradient"], "metrics": ["pointing_game", "ablation", "class_sensitivity"]}
+    a = run(tiny, scenes[:4], batch_size=3, **kw)
+    b = run(tiny, scenes[:4], batch_size=1, **kw)
+    c = run(tiny, scenes[:4], batch_size=3, **kw)
     xr.testing.assert_identical(a, c)
     xr.testing.assert_allclose(a, b)
 
@@ -106,7 +108,9 @@ def test_targets_predicted_and_given(tiny, scenes):
 
 
 def test_per_class_and_instances_with_names(tiny, scenes):
-    ds = run(tiny, scenes, metrics=[PointingGame(per_class=True), RegionPerturbation("lerf")])
+    ds = run(
+        tiny, scenes, metrics=[PointingGame(per_class=True), RegionPerturbation("lerf", steps=2)]
+    )
     assert ds["metric"].values.tolist() == ["pointing_game", "region_perturbation_lerf"]
     assert ds["higher_is_better"].values.tolist() == [True, False]
     assert json.loads(ds.attrs["metric_params"])["pointing_game"]["per_class"] is True
@@ -147,3 +151,31 @@ def test_evaluate_stays_callable_after_the_cli_module_is_imported(tiny, scenes):
     ds = cw.evaluate(tiny, scenes[:2], methods=["gradient"], metrics=["pointing_game"],
                      input_bounds=(0.0, 1.0), progress=False)  # fmt: skip
     assert ds.sizes["method"] == 1
+
+
+def test_relevance_methods_use_the_engine_maps(tiny, scenes):
+    ds = run(
+        tiny, scenes[:3], methods=["lrp", "clrp1", "clrp2", "sglrp"], metrics=["pointing_game"]
+    )
+    data = EvalData.from_scenes(scenes[:3])
+    img, tgt = ds["image"].values, torch.as_tensor(ds["target"].values)
+    x = data.images[torch.as_tensor(img)]
+    regions = [data.region(int(i), int(c)) for i, c in zip(img, tgt, strict=True)]
+    maps = {"lrp": cw.lrp(tiny, x, tgt, input_bounds=(0.0, 1.0)).sum(1)}
+    for v in ("clrp1", "clrp2", "sglrp"):
+        maps[v] = cw.clrp(tiny, x, tgt, variant=v, input_bounds=(0.0, 1.0)).sum(1)
+    for method, m in maps.items():
+        expected = PointingGame()(m, regions)
+        np.testing.assert_array_equal(ds["pointing_game"].sel({"method": method}), expected)
+
+
+def test_lrp_maps_of_proportional_logit_rows_are_perfectly_correlated(tiny, scenes):
+    """Logit rows W_k = a_k·w (a_k > 0): LRP's z+ split is class-independent, so r = 1."""
+    model = torch.nn.Sequential(*list(tiny.children())).eval()
+    last = torch.nn.Linear(8 * 16 * 16, 8, bias=False)
+    w = torch.rand(8 * 16 * 16) - 0.3
+    last.weight.data = torch.linspace(0.5, 2.0, 8)[:, None] * w[None]
+    model[-1] = last
+    model.eval()
+    ds = run(model, scenes[:4], methods=["lrp"], metrics=["class_sensitivity"])
+    np.testing.assert_allclose(ds["class_sensitivity"].values, 1.0, atol=1e-6)
