@@ -49,7 +49,8 @@ def execute_notebook(
         if found is not None:
             index, cell = found
             first_line = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
-            where = f"cell {index} (code starting {first_line!r})"
+            prompt = f"In [{cell.execution_count}], " if cell.get("execution_count") else ""
+            where = f"cell {index} ({prompt}code starting {first_line!r})"
         raise NotebookExecutionError(
             f"Executing the notebook failed in {where}: {err.ename}: {err.evalue}. Fix that "
             "cell (run the notebook in Jupyter to see the full traceback), or export the "

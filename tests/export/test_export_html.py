@@ -133,7 +133,7 @@ def test_cli_names_the_failing_cell(tmp_path):
         text=True,
     )
     assert result.returncode == 1
-    assert "cell 2" in result.stderr and "'x / 0'" in result.stderr
+    assert "cell 2 (In [2], code starting 'x / 0')" in result.stderr
     assert "ZeroDivisionError" in result.stderr and "--no-execute" in result.stderr
     assert not output.exists()
 
