@@ -21,7 +21,7 @@ from typing import Any
 from clrp_widgets.engine.errors import CLRPError
 from clrp_widgets.metrics.loaders import load_imagenet_folder, load_voc07
 from clrp_widgets.metrics.methods import METHODS
-from clrp_widgets.metrics.report import format_table, scores_dict
+from clrp_widgets.metrics.report import format_markdown, format_table, scores_dict
 from clrp_widgets.metrics.runner import DEFAULT_METRICS, METRICS, evaluate
 
 CLI_METHODS = ("lrp", "clrp1", "clrp2", "sglrp", "gradient")
@@ -51,6 +51,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, help="model input side (default 64 shapes, else 224)")
     p.add_argument("--json", metavar="PATH", help='write {"<method>": {"<metric>": value}}')
     p.add_argument("--netcdf", metavar="PATH", help="write the full result Dataset (netCDF)")
+    p.add_argument("--markdown", metavar="PATH", help="write the table as Markdown")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
@@ -108,6 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(scores_dict(ds), indent=2) + "\n")
         print(f"wrote {args.json}")
+    if args.markdown:
+        Path(args.markdown).write_text(format_markdown(ds) + "\n")
+        print(f"wrote {args.markdown}")
     if args.netcdf:
         ds.to_netcdf(args.netcdf, engine="h5netcdf")
         print(f"wrote {args.netcdf}")

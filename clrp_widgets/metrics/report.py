@@ -54,6 +54,27 @@ def format_table(ds: xr.Dataset, digits: int = 3) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(ds: xr.Dataset, digits: int = 3) -> str:
+    """The table of :func:`format_table` as a Markdown table (best per column in bold)."""
+    metrics = ds["metric"].values.tolist()
+    arrows = ["↑" if h else "↓" for h in ds["higher_is_better"].values.tolist()]
+    best = _best(ds)
+    lines = [
+        "| method | " + " | ".join(f"{m} {a}" for m, a in zip(metrics, arrows, strict=True)) + " |",
+        "|---" * (len(metrics) + 1) + "|",
+    ]
+    for method in ds["method"].values.tolist():
+        cells = []
+        for metric in metrics:
+            sel = {"method": method, "metric": metric}
+            s, e = float(ds["score"].sel(sel)), float(ds["stderr"].sel(sel))
+            cell = "n/a" if math.isnan(s) else f"{s:.{digits}f}"
+            cell += "" if math.isnan(e) else f" ± {e:.{digits}f}"
+            cells.append(f"**{cell}**" if best.get(metric) == method else cell)
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _best(ds: xr.Dataset) -> dict[str, Any]:
     out = {}
     for metric, hib in zip(

@@ -13,7 +13,7 @@ from clrp_widgets.engine.baselines import gradcam, gradient
 from clrp_widgets.engine.errors import ConfigError, InputError
 from clrp_widgets.metrics import Ablation, ClassSensitivity, PointingGame, RegionPerturbation
 from clrp_widgets.metrics.data import EvalData
-from clrp_widgets.metrics.report import format_table, scores_dict
+from clrp_widgets.metrics.report import format_markdown, format_table, scores_dict
 
 METRICS = ["pointing_game", "strict_pointing_game", "ablation", "class_sensitivity"]
 
@@ -123,6 +123,9 @@ def test_netcdf_round_trip_table_and_json(tiny, scenes, tmp_path):
     table = format_table(ds)
     assert "pointing_game ↑" in table and "class_sensitivity ↓" in table
     assert table.count("*") >= 4  # a best method per column
+    md = format_markdown(ds).splitlines()
+    assert md[0].startswith("| method | pointing_game ↑") and len(md) == 2 + 2
+    assert all(line.count("|") == len(METRICS) + 2 for line in md)
     d = scores_dict(ds)
     assert set(d) == {"gradient", "gradcam"} and set(d["gradcam"]) == set(METRICS)
     json.dumps(d)
