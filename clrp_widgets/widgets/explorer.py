@@ -421,7 +421,7 @@ class Explorer(w.VBox):
         maps = s.conditional(view, top)
         job.publish(lambda: self._show_thumbs(view, top, maps))
 
-    def _state(self, view: View) -> dict[str, Any]:
+    def _state(self, view: View, version: int) -> dict[str, Any]:
         return {
             "target": view.target,
             "target_name": self.class_names[view.target],
@@ -432,7 +432,7 @@ class Explorer(w.VBox):
             "channels": list(view.channels),
             "pixel": list(view.pixel) if view.pixel else [],
             "neuron_mode": view.neuron_mode,
-            "map_version": self.map_version,
+            "map_version": version,
         }
 
     def _changed(self, part: str, key: Any) -> bool:
@@ -462,12 +462,12 @@ class Explorer(w.VBox):
         if self._changed("neurons", (decision, view.channels, view.neuron_mode)):
             self._show_neurons(view, chan_maps)
             versioned = True
-        if versioned:
-            self.map_version += 1
-        state = self._state(view)
+        version = self.map_version + int(versioned)
+        state = self._state(view, version)
         self.heatmap.state = state
         self.neuron_view.state = {**state, "view": ["empty", "single", "compare"][len(chan_maps)]}
         self.thumbs.selected = list(view.channels)
+        self.map_version = version  # last: observers of map_version see the finished view
 
     def _show_bars(self, view: View, layer: Any, kind: str) -> None:
         rel = layer["neuron_relevance"]
