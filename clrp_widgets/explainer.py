@@ -17,7 +17,7 @@ from clrp_widgets.engine.baselines import BASELINES, baseline, eval_semantics, l
 from clrp_widgets.engine.errors import ConfigError, InputError
 from clrp_widgets.engine.seeds import CONTRASTS
 from clrp_widgets.engine.validation import check_input, first_weighted_layer
-from clrp_widgets.results import build_tree
+from clrp_widgets.results import build_tree, encode_attrs
 from clrp_widgets.results.tree import as_numpy
 
 Target = int | str | Sequence[int | str] | torch.Tensor
@@ -129,6 +129,13 @@ class Explainer:
         if isinstance(target, Sequence):
             return [self._class_index(t) for t in target]
         return target
+
+    @staticmethod
+    def _target_ids(targets: Any, n: int) -> np.ndarray:
+        """Per-sample target indices (N,) as int64, for a ``target`` coordinate."""
+        if isinstance(targets, torch.Tensor):
+            targets = targets.detach().cpu().numpy()
+        return np.broadcast_to(np.asarray(targets, dtype=np.int64), (n,))
 
     def _attrs(self, **extra: Any) -> dict[str, Any]:
         return {
@@ -253,12 +260,13 @@ class Explainer:
         layer: str,
         channels: Sequence[int],
         contrast: str | int = "clrp1",
+        dual_seed: str = "uniform",
     ) -> xr.DataArray:
         """Per-channel conditional heatmaps: the decision's relevance flowing through each channel.
 
         Parameters
         ----------
-        x, target, contrast
+        x, target, contrast, dual_seed
             As in :meth:`explain` (the map is the contrast kind, unclipped; for ``"lrp"``
             the target kind).
         layer : str
@@ -276,16 +284,19 @@ class Explainer:
         targets = self._targets(target)
         contrast = self._contrast(contrast)
         channels = [int(c) for c in channels]
-        maps = as_numpy(self.engine.conditional(x, targets, layer, channels, contrast=contrast))
-        n = maps.shape[1]
-        target_ids = np.broadcast_to(np.asarray(targets, dtype=np.int64), (n,))
+        maps = self.engine.conditional(
+            x, targets, layer, channels, contrast=contrast, dual_seed=dual_seed
+        )
+        heat = as_numpy(maps.sum(dim=2))
         return xr.DataArray(
-            maps.sum(axis=2),
+            heat,
             dims=("channel", "sample", "y", "x"),
-            coords={"channel": channels, "target": ("sample", target_ids)},
+            coords={"channel": channels, "target": ("sample", self._target_ids(targets, len(x)))},
             name="conditional",
-            attrs=dict(
-                self._attrs(method="conditional", contrast=contrast, layer=layer),
+            attrs=encode_attrs(
+                self._attrs(
+                    method="conditional", contrast=contrast, dual_seed=dual_seed, layer=layer
+                )
             ),
         )
 
@@ -316,11 +327,10 @@ class Explainer:
         result = baseline(self.model, x, targets, method, layer=layer)
         heat = as_numpy(result if method == "gradcam" else result.sum(dim=1))
         extra = {"layer": layer or last_conv_name(self.model)} if method == "gradcam" else {}
-        n = heat.shape[0]
         return xr.DataArray(
             heat,
             dims=("sample", "y", "x"),
-            coords={"target": ("sample", np.broadcast_to(np.asarray(targets), (n,)))},
+            coords={"target": ("sample", self._target_ids(targets, len(heat)))},
             name=method,
             attrs={"method": method, "model": self.model_name, "version": __version__, **extra},
         )

@@ -171,6 +171,8 @@ def test_conditional_maps_sum_to_the_decision(ex, x) -> None:
     assert maps.dims == ("channel", "sample", "y", "x") and maps.shape == (8, 2, 8, 8)
     assert maps["channel"].values.tolist() == list(range(8))
     assert maps["target"].values.tolist() == [1, 3]
+    attrs = decode_attrs(maps.attrs)
+    assert attrs["layer"] == "5" and attrs["contrast"] == "clrp1" and attrs["model"] == "tiny"
     full = ex.explain(x, [1, 3], layers=None)["input"].heatmap.sel(kind="contrast")
     np.testing.assert_allclose(maps.sum("channel"), full, atol=1e-5)
     one = ex.conditional(x[1], "star", "5", [2])

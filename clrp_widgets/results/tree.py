@@ -83,10 +83,14 @@ def _unit_dims(ndim: int) -> tuple[str, ...]:
 
 
 def _ledger(
-    relevance: np.ndarray, seed_sum: np.ndarray, scale: float, kinds: Sequence[str]
+    partial_sums: np.ndarray, seed_sum: np.ndarray, scale: float, kinds: Sequence[str]
 ) -> dict[str, float | None]:
-    """Σ relevance / Σ seed per kind; None where the seed sums to zero (at float precision)."""
-    totals = relevance.reshape(len(kinds), -1).sum(axis=1, dtype=np.float64)
+    """Σ relevance / Σ seed per kind; None where the seed sums to zero (at float precision).
+
+    ``partial_sums`` (kind, ...) is the relevance already summed over some axes (the neuron
+    relevance or the heatmap), so the full maps are not read twice.
+    """
+    totals = partial_sums.reshape(len(kinds), -1).sum(axis=1, dtype=np.float64)
     return {
         kind: float(total / seed) if abs(seed) > 1e-6 * scale else None
         for kind, total, seed in zip(kinds, totals, seed_sum, strict=True)
@@ -106,7 +110,7 @@ def _layer_dataset(
         "activation": (("sample", *dims), activation),
         "neuron_relevance": (("kind", "sample", "channel"), neuron),
     }
-    attrs = {"conservation": _ledger(relevance, seed_sum, scale, kinds)}
+    attrs = {"conservation": _ledger(neuron, seed_sum, scale, kinds)}
     return xr.Dataset(data, coords={"kind": list(kinds)}, attrs=encode_attrs(attrs))
 
 
@@ -163,13 +167,14 @@ def build_tree(
         attrs=encode_attrs(root_attrs),
     )
     relevance = as_numpy(output.input)
+    heatmap = relevance.sum(axis=2)
     inputs = xr.Dataset(
         {
             "relevance": (("kind", "sample", "color", "y", "x"), relevance),
-            "heatmap": (("kind", "sample", "y", "x"), relevance.sum(axis=2)),
+            "heatmap": (("kind", "sample", "y", "x"), heatmap),
         },
         coords={"kind": list(kinds)},
-        attrs=encode_attrs({"conservation": _ledger(relevance, seed_sum, scale, kinds)}),
+        attrs=encode_attrs({"conservation": _ledger(heatmap, seed_sum, scale, kinds)}),
     )
     layers = {
         node_name(name): xr.DataTree(_layer_dataset(capture, kinds, seed_sum, scale))
