@@ -46,8 +46,9 @@ def make_metric(spec: str | Metric) -> tuple[str, Metric]:
     return spec, METRICS[spec]()
 
 
-def as_eval_data(bundle: Any, data: Any, seed: int = 0) -> EvalData:
-    """EvalData from EvalData, ``cw.scenes`` output, or an int (that many shipped scenes)."""
+def as_eval_data(data: Any, seed: int = 0) -> EvalData:
+    """EvalData from EvalData, ``cw.scenes`` output (or its ``images, labels, boxes`` tuple,
+    whose boxes carry the ``object_class`` coordinate), or an int n: that many shipped scenes."""
     if isinstance(data, EvalData):
         return data
     if isinstance(data, (int, np.integer)):
@@ -56,10 +57,34 @@ def as_eval_data(bundle: Any, data: Any, seed: int = 0) -> EvalData:
         data = scenes(int(data), seed=seed)
     if hasattr(data, "object_class") and hasattr(data, "tensor"):
         return EvalData.from_scenes(data)
+    if (
+        isinstance(data, tuple)
+        and len(data) == 3
+        and "object_class" in getattr(data[2], "coords", {})
+    ):
+        images, labels, boxes = data
+        x = np.asarray(getattr(images, "values", images), dtype=np.float32)
+        coords = getattr(labels, "coords", {})
+        return EvalData(
+            images=torch.from_numpy(x),
+            labels=np.asarray(getattr(labels, "values", labels)) > 0,
+            boxes=np.asarray(boxes.values, dtype=np.int64),
+            object_class=np.asarray(boxes["object_class"].values, dtype=np.int64),
+            ids=tuple(f"scene-{i}" for i in range(len(x))),
+            class_names=tuple(coords["class_name"].values.tolist())
+            if "class_name" in coords
+            else (),
+        )
     raise InputError(
         f"data must be an EvalData, the output of cw.scenes(...) or an int; got {type(data)}. "
         "Load folders with clrp_widgets.metrics.loaders.load_imagenet_folder / load_voc07."
     )
+
+
+def default_bounds(images: torch.Tensor) -> tuple[float, float] | None:
+    """Input bounds when neither the bundle nor the caller gives any: (0, 1) for images in
+    [0, 1]; otherwise None, the engine's default (the authors' ImageNet bounds)."""
+    return (0.0, 1.0) if images.min() >= 0 and images.max() <= 1 else None
 
 
 def _items(data: EvalData, targets: Any, model: torch.nn.Module, bs: int) -> np.ndarray:
@@ -110,8 +135,9 @@ def evaluate(
     Parameters
     ----------
     bundle
-        A ``cw.ModelBundle`` (model, class names, input bounds) or a torch module (then pass
-        ``input_bounds``).
+        A ``cw.ModelBundle`` (model, class names, input bounds) or a torch module. Without
+        bounds from the bundle or ``input_bounds``, images in [0, 1] use (0, 1), others the
+        engine's default.
     data
         ``cw.scenes(...)`` output, an :class:`EvalData` (see ``metrics.loaders``), or an int n:
         the first n shipped scenes of ``seed``.
@@ -185,7 +211,9 @@ class _Run:
             raise ConfigError(f"metric names repeat: {names}; give each metric once.")
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1; got {batch_size}.")
-        self.data = as_eval_data(bundle, data, seed)
+        self.data = as_eval_data(data, seed)
+        if self.bounds is None:
+            self.bounds = default_bounds(self.data.images)
         self.class_names = self.class_names or self.data.class_names
         self.device = next(self.model.parameters()).device
         self.targets = targets
@@ -272,6 +300,7 @@ class _Run:
             "model": self.model_name,
             "n_images": len(self.data),
             "targets": self.targets if isinstance(self.targets, str) else "given",
+            "input_bounds": repr(self.bounds),
             "metric_params": json.dumps({n: m.params() for n, m in self.metrics}),
         }
         return xr.Dataset(data_vars, coords=coords, attrs=attrs)

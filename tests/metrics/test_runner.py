@@ -182,3 +182,13 @@ def test_lrp_maps_of_proportional_logit_rows_are_perfectly_correlated(tiny, scen
     model.eval()
     ds = run(model, scenes[:4], methods=["lrp"], metrics=["class_sensitivity"])
     np.testing.assert_allclose(ds["class_sensitivity"].values, 1.0, atol=1e-6)
+
+
+def test_unpacked_scenes_tuple_and_default_bounds(tiny, scenes):
+    kw = {"methods": ["lrp"], "metrics": ["pointing_game"], "progress": False}
+    a = cw.evaluate(tiny, scenes[:2], **kw)
+    b = cw.evaluate(tiny, tuple(scenes[:2]), **kw)
+    assert a.attrs["input_bounds"] == "(0.0, 1.0)"
+    xr.testing.assert_identical(a, b)
+    c = run(tiny, scenes[:2], **{k: v for k, v in kw.items() if k != "progress"})
+    xr.testing.assert_identical(a, c)
