@@ -251,3 +251,51 @@ def test_hooks_removed_when_forward_raises(x: torch.Tensor, method: str) -> None
     with pytest.raises(RuntimeError, match="boom"):
         bl.baseline(model, x, 0, method)
     assert_untouched(model, before)
+
+
+class SharedReLUBlock(nn.Module):
+    """A residual block that calls one in-place ReLU module twice, as torchvision's BasicBlock."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.conv1 = nn.Conv2d(3, 3, 3, padding=1)
+        self.conv2 = nn.Conv2d(3, 3, 3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.conv1(x))
+        out = self.relu(self.conv2(out) + x)
+        return self.head(out)
+
+
+@pytest.mark.parametrize("rule", ["deconvnet", "guided_backprop"])
+def test_reused_relu_module_in_a_residual_block(rule: str, x: torch.Tensor) -> None:
+    model = SharedReLUBlock().eval()
+    before = snapshot(model)
+    reference_model = copy.deepcopy(model)
+    reference_model.relu = HookedReLU(rule)
+    leaf = x.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(reference_model(leaf)[:, 3].sum(), leaf)
+    torch.testing.assert_close(bl.baseline(model, x, 3, rule), expected, rtol=1e-5, atol=1e-7)
+    assert_untouched(model, before)
+
+
+def test_guided_backprop_and_gradcam_on_torchvision_resnet18() -> None:
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(6)
+    model = torchvision.models.resnet18(num_classes=7).eval()
+    before = snapshot(model)
+    reference_model = copy.deepcopy(model)
+    for parent in reference_model.modules():
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.ReLU):
+                setattr(parent, name, HookedReLU("guided_backprop"))
+    x = torch.randn(2, 3, 32, 32)
+    leaf = x.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(reference_model(leaf)[:, 4].sum(), leaf)
+    torch.testing.assert_close(bl.guided_backprop(model, x, 4), expected, rtol=1e-4, atol=1e-6)
+    assert bl.last_conv_name(model) == "layer4.1.conv2"
+    assert bl.gradcam(model, x, 4).shape == (2, 32, 32)
+    assert_untouched(model, before)
