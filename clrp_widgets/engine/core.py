@@ -176,6 +176,11 @@ class RelevanceEngine:
             is ``|z_k|`` on ``k != j`` and the target and dual maps are each divided by their
             input-map sum before subtracting, so both are computed (two passes) even for the
             contrast alone, and every layer's maps are scaled by the same per-sample factors.
+
+        Notes
+        -----
+        CLRP2's dual row ``-W_j`` is virtual: a captured logit layer shows no dual relevance at its
+        output (the dual enters at its input). ``seed_sums`` count the virtual seed.
         """
         contrast = check_contrast(contrast, dual_seed)
         kinds = check_kinds(kinds, contrast)
