@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from clrp_widgets.engine.errors import CLRPError
+from clrp_widgets.metrics.data import normaliser
 from clrp_widgets.metrics.loaders import load_imagenet_folder, load_voc07
 from clrp_widgets.metrics.methods import METHODS
 from clrp_widgets.metrics.report import format_markdown, format_table, scores_dict
@@ -59,11 +60,12 @@ def parser() -> argparse.ArgumentParser:
 def _data(args: argparse.Namespace, bundle: Any) -> Any:
     if not (args.imagenet or args.voc07):
         return args.n
-    size = args.size or (64 if args.model == "shapes" else 224)
+    pre = getattr(bundle, "preprocess", None)
+    size = args.size or getattr(pre, "crop", None) or 224
     common = {
         "size": size,
         "classes_file": args.classes,
-        "preprocess": _normaliser(bundle),
+        "preprocess": normaliser(pre),
         "limit": args.n,
     }
     names = tuple(bundle.class_names or ())
@@ -72,16 +74,6 @@ def _data(args: argparse.Namespace, bundle: Any) -> Any:
     return load_voc07(
         args.voc07, names, split=args.split, include_difficult=args.difficult, **common
     )
-
-
-def _normaliser(bundle: Any) -> Any:
-    """The bundle's normalisation without resizing: ``bundle.normalize`` if it has one."""
-    from clrp_widgets.metrics.loaders import to_tensor
-
-    norm = getattr(bundle, "normalize", None)
-    if norm is None:
-        return None
-    return lambda image: norm(to_tensor(image))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,3 +95,15 @@ def pad_objects(
             boxes[i, j] = box
             classes[i, j] = c
     return boxes, classes
+
+
+def normaliser(preprocess: Any) -> Any:
+    """A bundle's ``Preprocess`` without its resize and crop, i.e. only the normalisation.
+
+    Evaluation data keeps its own pixel grid (scenes as generated, folder images resized to a
+    square) so that boxes stay exact. Returns None for anything but a ``Preprocess``-like
+    dataclass with ``resize`` and ``crop`` fields (the data is then used as it is).
+    """
+    if dataclasses.is_dataclass(preprocess) and hasattr(preprocess, "crop"):
+        return dataclasses.replace(preprocess, resize=None, crop=None)  # type: ignore[type-var]
+    return None

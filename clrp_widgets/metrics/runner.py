@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from clrp_widgets.engine.errors import ConfigError, InputError
 from clrp_widgets.metrics.base import Metric
-from clrp_widgets.metrics.data import EvalData
+from clrp_widgets.metrics.data import EvalData, normaliser
 from clrp_widgets.metrics.localisation import PointingGame, StrictPointingGame
 from clrp_widgets.metrics.methods import DEFAULT_METHODS, METHODS, method_maps
 from clrp_widgets.metrics.perturbation import Ablation, RegionPerturbation
@@ -46,9 +46,10 @@ def make_metric(spec: str | Metric) -> tuple[str, Metric]:
     return spec, METRICS[spec]()
 
 
-def as_eval_data(data: Any, seed: int = 0) -> EvalData:
+def as_eval_data(data: Any, seed: int = 0, preprocess: Any = None) -> EvalData:
     """EvalData from EvalData, ``cw.scenes`` output (or its ``images, labels, boxes`` tuple,
-    whose boxes carry the ``object_class`` coordinate), or an int n: that many shipped scenes."""
+    whose boxes carry the ``object_class`` coordinate), or an int n: that many shipped scenes.
+    ``preprocess`` (e.g. a normaliser) maps scene images to model input."""
     if isinstance(data, EvalData):
         return data
     if isinstance(data, (int, np.integer)):
@@ -56,17 +57,17 @@ def as_eval_data(data: Any, seed: int = 0) -> EvalData:
 
         data = scenes(int(data), seed=seed)
     if hasattr(data, "object_class") and hasattr(data, "tensor"):
-        return EvalData.from_scenes(data)
+        return EvalData.from_scenes(data, preprocess)
     if (
         isinstance(data, tuple)
         and len(data) == 3
         and "object_class" in getattr(data[2], "coords", {})
     ):
         images, labels, boxes = data
-        x = np.asarray(getattr(images, "values", images), dtype=np.float32)
+        x = torch.from_numpy(np.asarray(getattr(images, "values", images), dtype=np.float32))
         coords = getattr(labels, "coords", {})
         return EvalData(
-            images=torch.from_numpy(x),
+            images=preprocess(x) if preprocess is not None else x,
             labels=np.asarray(getattr(labels, "values", labels)) > 0,
             boxes=np.asarray(boxes.values, dtype=np.int64),
             object_class=np.asarray(boxes["object_class"].values, dtype=np.int64),
@@ -140,7 +141,8 @@ def evaluate(
         engine's default.
     data
         ``cw.scenes(...)`` output, an :class:`EvalData` (see ``metrics.loaders``), or an int n:
-        the first n shipped scenes of ``seed``.
+        the first n shipped scenes of ``seed``. Scenes pass through the bundle's ``Preprocess``
+        normalisation (not its resize or crop, so the boxes stay exact).
     methods
         Names from ``lrp, clrp1, clrp2, sglrp, gradient, gradient_x_input, deconvnet,
         guided_backprop, gradcam`` (see ``metrics.methods`` for how each becomes one map).
@@ -211,7 +213,7 @@ class _Run:
             raise ConfigError(f"metric names repeat: {names}; give each metric once.")
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1; got {batch_size}.")
-        self.data = as_eval_data(data, seed)
+        self.data = as_eval_data(data, seed, normaliser(getattr(bundle, "preprocess", None)))
         if self.bounds is None:
             self.bounds = default_bounds(self.data.images)
         self.class_names = self.class_names or self.data.class_names

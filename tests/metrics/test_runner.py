@@ -192,3 +192,20 @@ def test_unpacked_scenes_tuple_and_default_bounds(tiny, scenes):
     xr.testing.assert_identical(a, b)
     c = run(tiny, scenes[:2], **{k: v for k, v in kw.items() if k != "progress"})
     xr.testing.assert_identical(a, c)
+
+
+def test_scenes_are_normalised_like_the_bundle_preprocess(tiny, scenes):
+    from clrp_widgets.models.bundle import ModelBundle, Preprocess
+
+    pre = Preprocess(resize=64, crop=64, mean=(0.5, 0.4, 0.3), std=(0.2, 0.3, 0.25))
+    bundle = ModelBundle(tiny, [str(c) for c in range(8)], pre.input_bounds, pre, name="tiny")
+    kw = {"methods": ["lrp"], "metrics": ["pointing_game", "ablation"], "progress": False}
+    got = cw.evaluate(bundle, scenes[:2], **kw)
+    data = EvalData.from_scenes(scenes[:2])
+    mean, std = torch.tensor(pre.mean)[:, None, None], torch.tensor(pre.std)[:, None, None]
+    norm = EvalData(
+        (data.images - mean) / std, data.labels, data.boxes, data.object_class, data.ids
+    )
+    ref = cw.evaluate(tiny, norm, input_bounds=pre.input_bounds, **kw)
+    np.testing.assert_allclose(got["score"].values, ref["score"].values, rtol=1e-5)
+    assert got.attrs["model"] == "tiny"
