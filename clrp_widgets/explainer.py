@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -105,9 +106,11 @@ class Explainer:
     def _batch(x: Any) -> Any:
         return x.unsqueeze(0) if isinstance(x, torch.Tensor) and x.dim() == 3 else x
 
-    def _class_index(self, target: int | str) -> int:
+    def _class_index(self, target: Any) -> Any:
+        if isinstance(target, numbers.Integral) and not isinstance(target, bool):
+            return int(target)  # numpy integers too
         if not isinstance(target, str):
-            return target
+            return target  # the engine refuses it with a clear message
         names = self.class_names or []
         if target in names:
             return names.index(target)

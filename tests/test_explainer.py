@@ -128,6 +128,19 @@ def test_pairwise_contrast_by_class_name(ex, x) -> None:
     xr.testing.assert_identical(by_name["input"].to_dataset(), by_index["input"].to_dataset())
 
 
+def test_targets_as_names_numpy_and_tensors_agree(ex, x) -> None:
+    expected = ex.explain(x, [1, 3], layers=None)["input"].relevance
+    for target in (["square", "star"], np.array([1, 3]), [np.int64(1), 3], torch.tensor([1, 3])):
+        got = ex.explain(x, target, layers=None)
+        xr.testing.assert_equal(got["input"].relevance, expected)
+        assert got["target"].values.tolist() == [1, 3]
+
+
+def test_class_names_must_match_the_model(model, x) -> None:
+    with pytest.raises(ConfigError, match="one name per class"):
+        cw.Explainer(model, input_bounds=(0, 1), class_names=["a", "b"]).explain(x, 0)
+
+
 def test_unknown_class_name_suggests_the_closest(ex, x) -> None:
     with pytest.raises(InputError, match="'square'"):
         ex.explain(x, "sqare")

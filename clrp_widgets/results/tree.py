@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 import xarray as xr
 
+from clrp_widgets.engine.errors import ConfigError
 from clrp_widgets.results.attrs import encode_attrs
 
 ROOT_NODE = "(model)"
@@ -146,7 +147,10 @@ def build_tree(
     n_classes = logits.shape[1]
     names = [str(i) for i in range(n_classes)] if class_names is None else list(class_names)
     if len(names) != n_classes:
-        raise ValueError(f"{len(names)} class names for a model with {n_classes} classes")
+        raise ConfigError(
+            f"{len(names)} class names for a model with {n_classes} outputs; pass exactly one "
+            "name per class (or class_names=None)."
+        )
     seed_sum = as_numpy(output.seed_sums).sum(axis=1, dtype=np.float64)
     logit_scale = np.abs(logits).max(axis=1).sum(dtype=np.float64)
     scale = max(float(np.abs(seed_sum).max(initial=0.0)), float(logit_scale))

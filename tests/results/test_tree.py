@@ -8,6 +8,7 @@ import torch
 import xarray as xr
 from conftest import LAYER_ORDER, make_output
 
+from clrp_widgets.engine.errors import ConfigError
 from clrp_widgets.results import build_tree, decode_attrs, module_name, node_name
 
 NAMES = ["disk", "square", "ring", "<b>star</b>"]
@@ -117,7 +118,7 @@ def test_no_layers_gives_an_empty_layers_node() -> None:
 
 
 def test_wrong_number_of_class_names_is_refused(output) -> None:
-    with pytest.raises(ValueError, match="3 class names"):
+    with pytest.raises(ConfigError, match="3 class names"):
         build_tree(output, class_names=["a", "b", "c"])
 
 
