@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -11,13 +12,18 @@ from clrp_widgets.results.attrs import decode_attrs, to_python
 from clrp_widgets.results.tree import node_name
 
 
-def _engine_for(path: Path) -> str:
+def _engine_for(path: Path | io.BytesIO) -> str:
+    if isinstance(path, io.BytesIO):
+        return "h5netcdf"
     is_zarr = path.suffix == ".zarr" or (path / "zarr.json").exists() or (path / ".zgroup").exists()
     return "zarr" if is_zarr else "h5netcdf"
 
 
 def open_tree(
-    path: str | os.PathLike[str], *, engine: str | None = None, decode: bool = False
+    path: str | os.PathLike[str] | bytes | memoryview,
+    *,
+    engine: str | None = None,
+    decode: bool = False,
 ) -> xr.DataTree:
     """Open a result tree saved with ``tree.to_netcdf(path)`` or ``tree.to_zarr(path)``.
 
@@ -28,8 +34,9 @@ def open_tree(
 
     Parameters
     ----------
-    path : str or os.PathLike
-        A netCDF file or a zarr store (a ``.zarr`` folder or one holding zarr metadata).
+    path : str, os.PathLike, bytes or memoryview
+        A netCDF file or a zarr store (a ``.zarr`` folder or one holding zarr metadata), or
+        the netCDF bytes that ``tree.to_netcdf()`` returns without a path.
     engine : str, optional
         xarray backend; default ``"zarr"`` for zarr stores, else ``"h5netcdf"``.
     decode : bool
@@ -41,8 +48,8 @@ def open_tree(
     -------
     xarray.DataTree
     """
-    path = Path(path)
-    with xr.open_datatree(path, engine=engine or _engine_for(path)) as opened:
+    source = io.BytesIO(bytes(path)) if isinstance(path, bytes | memoryview) else Path(path)
+    with xr.open_datatree(source, engine=engine or _engine_for(source)) as opened:
         opened.load()
         nodes = {node.path: node.to_dataset(inherit=False) for node in opened.subtree}
     order = decode_attrs(nodes["/"].attrs).get("layer_order", [])

@@ -55,6 +55,11 @@ def test_round_trip_is_lossless(tmp_path, engine: str, kinds) -> None:
     assert decode_attrs(back.attrs)["rules"] == ATTRS["rules"]
 
 
+def test_in_memory_netcdf_bytes(tmp_path) -> None:
+    tree = build_tree(make_output(), attrs=ATTRS)
+    assert_same(open_tree(tree.to_netcdf()), tree)
+
+
 def test_zarr_store_without_suffix_is_detected(tmp_path) -> None:
     tree = build_tree(make_output(), attrs=ATTRS)
     save(tree, tmp_path / "store", "zarr")
