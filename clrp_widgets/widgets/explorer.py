@@ -177,9 +177,10 @@ class Explorer(w.VBox):
         rules = first.rules if rules is None else rules
         self.session = ExplainSession(make, _as_input(image, bundle))
         self.session._explainers[rules] = first
-        self.class_names = [str(n) for n in first.class_names]
-        self.layer_names = list(first.layer_names)
         probs = self.session.probs(rules)
+        names = first.class_names or [f"class {i}" for i in range(len(probs))]
+        self.class_names = [str(n) for n in names]
+        self.layer_names = list(first.layer_names)
         ranked = [int(c) for c in np.argsort(-probs)]
         target = self._class_index(ranked[0] if target is None else target)
         class_b = class_b if class_b is not None else next(c for c in ranked if c != target)
