@@ -150,7 +150,7 @@ class RelevanceEngine:
         x: Tensor,
         target: Any,
         contrast: str | int = "clrp1",
-        kinds: Sequence[str] = ("contrast",),
+        kinds: Sequence[str] | None = None,
         capture: str | Sequence[str] | None = None,
         dual_seed: str = "uniform",
     ) -> EngineOutput:
@@ -166,9 +166,10 @@ class RelevanceEngine:
             ``"lrp"``, ``"clrp1"``, ``"clrp2"``, ``"sglrp"`` or a class index B (pairwise: the
             target rather than B).
         kinds
-            Subset of ``("target", "dual", "contrast")`` in the order wanted; ``"lrp"`` allows only
-            ``("target",)``. ``contrast = target - dual`` (not clipped). The contrast alone is one
-            backward pass of the seed difference; all three take two passes (contrast is derived).
+            Subset of ``("target", "dual", "contrast")`` in the order wanted; None gives
+            ``("contrast",)``, or ``("target",)`` for ``"lrp"`` (which allows only that).
+            ``contrast = target - dual`` (not clipped). The contrast alone is one backward pass of
+            the seed difference; all three take two passes (contrast is derived).
         capture
             None, ``"all"`` (every name of :meth:`layer_names`) or a list of module names.
         dual_seed
@@ -183,6 +184,8 @@ class RelevanceEngine:
         output (the dual enters at its input). ``seed_sums`` count the virtual seed.
         """
         contrast = check_contrast(contrast, dual_seed)
+        if kinds is None:
+            kinds = ("target",) if contrast == "lrp" else ("contrast",)
         kinds = check_kinds(kinds, contrast)
         x = self._check_x(x)
         names = self._capture_names(capture)

@@ -1,0 +1,166 @@
+"""RelevanceEngine's internal API: shapes, kinds, capture, caching, neurons, conditional maps."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from engine_nets import make_cnn, make_input
+
+import clrp_widgets as cw
+from clrp_widgets.engine import EngineOutput, LayerCapture, RelevanceEngine
+
+B = (0.0, 1.0)
+
+
+class CountingModel(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = make_cnn()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.body(x)
+
+
+def test_output_fields_and_kind_order(cnn, x):
+    engine = RelevanceEngine(cnn, input_bounds=B)
+    out = engine.run(x, [1, 2], "clrp1", kinds=("contrast", "target"), capture=["8", "0"])
+    assert isinstance(out, EngineOutput)
+    assert out.kinds == ("contrast", "target")
+    assert out.input.shape == (2, 2, 3, 16, 16)
+    assert out.logits.shape == (2, 6) and not out.logits.requires_grad
+    assert out.targets.tolist() == [1, 2] and out.targets.dtype == torch.long
+    assert list(out.layers) == ["8", "0"]
+    assert isinstance(out.layers["0"], LayerCapture)
+    assert out.layers["0"].relevance.shape == (2, 2, 8, 16, 16)
+    assert out.layers["0"].activation.shape == (2, 8, 16, 16)
+    assert out.seed_sums.shape == (2, 2)
+    assert not out.input.requires_grad
+    torch.testing.assert_close(out.seed_sums[1], out.logits[[0, 1], [1, 2]])
+    target = engine.run(x, [1, 2], "lrp").input[0]
+    torch.testing.assert_close(out.input[1], target)
+
+
+def test_layer_names_forward_order_and_capture_all(cnn, x):
+    engine = RelevanceEngine(cnn, input_bounds=B)
+    assert engine.layer_names() == ["0", "2", "3", "5", "6", "8", "11"]
+    out = engine.run(x, 0, capture="all")
+    assert list(out.layers) == engine.layer_names()
+
+
+def test_forward_pass_is_cached_per_input_content():
+    model = CountingModel().eval()
+    engine = RelevanceEngine(model, input_bounds=B)
+    x = make_input(1)
+    first = engine.run(x, 0, "clrp1")
+    engine.run(x, 3, "clrp2", kinds=("target", "dual"))
+    engine.neuron(x, "body.3", 1)
+    engine.conditional(x, 0, "body.3", [0])
+    assert model.calls == 1
+    same = engine.run(x.clone(), 0, "clrp1")
+    assert model.calls == 1
+    torch.testing.assert_close(same.input, first.input)
+    x[0, 0, 0, 0] = 0.5  # in-place change of the content
+    engine.run(x, 0)
+    assert model.calls == 2
+    engine.clear_cache()
+    engine.run(x, 0)
+    assert model.calls == 3
+
+
+def test_weight_change_invalidates_caches():
+    model = make_cnn(bias=True)
+    engine = RelevanceEngine(model, input_bounds=B)
+    x = make_input(1)
+    engine.run(x, 0)
+    with torch.no_grad():
+        model[0].weight.mul_(-1.0)
+        model[8].bias.add_(0.3)
+    fresh = RelevanceEngine(model, input_bounds=B).run(x, 0, capture="all")
+    again = engine.run(x, 0, capture="all")
+    torch.testing.assert_close(again.input, fresh.input)
+    torch.testing.assert_close(again.logits, fresh.logits)
+
+
+def test_neuron_seeds_and_conservation():
+    model = make_cnn(bias=False, seed=5)
+    x = make_input(2, seed=6)
+    engine = RelevanceEngine(model, input_bounds=B)
+    out = engine.neuron(x, "3", 4, capture="all")
+    assert out.kinds == ("target", "dual", "contrast")
+    assert list(out.layers) == ["0", "2", "3"]
+    act = out.layers["3"].activation
+    total = act[:, 4].sum((1, 2))
+    torch.testing.assert_close(out.seed_sums[0], total)
+    torch.testing.assert_close(out.seed_sums[1], total)
+    rel = out.layers["3"].relevance
+    torch.testing.assert_close(rel[0][:, 4], act[:, 4])
+    assert bool((rel[0][:, :4] == 0).all()) and bool((rel[1][:, 4] == 0).all())
+    dual_per_channel = rel[1].sum((2, 3))
+    others = torch.cat([dual_per_channel[:, :4], dual_per_channel[:, 5:]], 1)
+    torch.testing.assert_close(others, (total / 11)[:, None].expand_as(others))
+    for maps in (out.input, out.layers["0"].relevance):
+        torch.testing.assert_close(maps.flatten(2).sum(2), out.seed_sums, rtol=1e-4, atol=1e-6)
+    assert out.targets.tolist() == [4, 4]
+
+
+def test_neuron_pairwise_and_plain():
+    model = make_cnn(bias=False, seed=5)
+    x = make_input(1, seed=6)
+    engine = RelevanceEngine(model, input_bounds=B)
+    pair = engine.neuron(x, "3", 4, contrast=7)
+    act = engine.neuron(x, "3", 4, contrast=None, capture=["3"]).layers["3"].activation
+    torch.testing.assert_close(pair.seed_sums[1], act[:, 4].sum((1, 2)))
+    plain = engine.neuron(x, "3", 4, contrast=None)
+    assert plain.kinds == ("target",)
+    torch.testing.assert_close(plain.input[0], pair.input[0])
+
+
+def test_conditional_maps_sum_to_the_decision_map():
+    model = make_cnn(bias=False, seed=8)
+    x = make_input(2, seed=9)
+    engine = RelevanceEngine(model, input_bounds=B)
+    maps = engine.conditional(x, [1, 3], "3", list(range(12)), contrast="clrp1")
+    assert maps.shape == (12, 2, 3, 16, 16)
+    decision = engine.run(x, [1, 3], "clrp1").input[0]
+    torch.testing.assert_close(maps.sum(0), decision, rtol=1e-4, atol=1e-6 * decision.abs().max())
+    two = engine.conditional(x, [1, 3], "3", [5, 2])
+    torch.testing.assert_close(two, maps[[5, 2]])
+    at_layer = engine.run(x, [1, 3], "clrp1", capture=["3"]).layers["3"].relevance[0]
+    torch.testing.assert_close(
+        maps[2].flatten(1).sum(1), at_layer[:, 2].flatten(1).sum(1), rtol=1e-4, atol=1e-6
+    )
+
+
+def test_functional_api_matches_engine(cnn, x):
+    engine = RelevanceEngine(cnn, input_bounds=B)
+    lrp = cw.lrp(cnn, x, [0, 1], input_bounds=B)
+    assert lrp.shape == x.shape
+    torch.testing.assert_close(lrp, engine.run(x, [0, 1], "lrp").input[0])
+    for variant in ("clrp1", "clrp2", "sglrp", 5):
+        got = cw.clrp(cnn, x, [0, 1], variant=variant, input_bounds=B)
+        want = engine.run(x, [0, 1], variant).input[0].clamp(min=0)
+        assert got.shape == x.shape and bool((got >= 0).all())
+        torch.testing.assert_close(got, want)
+
+
+def test_float64_model_and_input():
+    model = make_cnn().double()
+    x = make_input(1).double()
+    out = cw.clrp(model, x, 0, input_bounds=B)
+    assert out.dtype == torch.float64
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    model = make_cnn(bias=True)
+    x = make_input(2)
+    engine = RelevanceEngine(model, input_bounds=B)
+    cpu = engine.run(x, 1, "clrp2", kinds=("target", "dual", "contrast"), capture="all")
+    gpu_engine = RelevanceEngine(make_cnn(bias=True).cuda(), input_bounds=B)
+    gpu = gpu_engine.run(x.cuda(), 1, "clrp2", kinds=("target", "dual", "contrast"), capture="all")
+    assert gpu.input.is_cuda
+    torch.testing.assert_close(gpu.input.cpu(), cpu.input, rtol=1e-4, atol=1e-5)
+    maps = gpu_engine.conditional(x.cuda(), 1, "3", [0, 1])
+    assert maps.is_cuda

@@ -1,0 +1,251 @@
+"""Every bad input of issue 2, Part 5, gets a clear error of the project's family."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import pytest
+import torch
+from engine_nets import assert_untouched, make_cnn, make_input, snapshot
+from torch import nn
+
+import clrp_widgets as cw
+from clrp_widgets.engine import Pass, RelevanceEngine, ZPlus
+from clrp_widgets.engine.errors import (
+    CLRPError,
+    ConfigError,
+    InputError,
+    LayerNotFoundError,
+    UnsupportedLayerError,
+)
+
+B = (0.0, 1.0)
+
+
+def named_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        OrderedDict(
+            conv1=nn.Conv2d(3, 4, 3, padding=1),
+            relu1=nn.ReLU(),
+            conv2=nn.Conv2d(4, 4, 3, padding=1),
+            relu2=nn.ReLU(),
+            pool=nn.AdaptiveAvgPool2d(1),
+            flat=nn.Flatten(),
+            fc=nn.Linear(4, 3),
+        )
+    ).eval()
+
+
+@pytest.fixture
+def model():
+    return make_cnn()
+
+
+@pytest.fixture
+def engine(model):
+    return RelevanceEngine(model, input_bounds=B)
+
+
+def raises(exc, *words):
+    """pytest.raises that also checks the message names the problem and the fix."""
+
+    class Check:
+        def __enter__(self):
+            self.ctx = pytest.raises(exc)
+            self.info = self.ctx.__enter__()
+            return self.info
+
+        def __exit__(self, *args):
+            out = self.ctx.__exit__(*args)
+            message = str(self.info.value).lower()
+            for word in words:
+                assert word.lower() in message, (word, message)
+            assert isinstance(self.info.value, CLRPError)
+            return out
+
+    return Check()
+
+
+@pytest.mark.parametrize(
+    ("x", "words"),
+    [
+        (torch.rand(3, 16, 16), ["rank", "unsqueeze(0)"]),
+        (torch.rand(1, 1, 3, 16, 16), ["rank"]),
+        (torch.rand(1, 1, 16, 16), ["1 channels", "expects 3"]),
+        ((torch.rand(1, 3, 16, 16) * 255).to(torch.uint8), ["dtype", "float"]),
+        (torch.ones(1, 3, 16, 16).long(), ["dtype"]),
+        (torch.full((1, 3, 16, 16), float("nan")), ["nan", "nan_to_num"]),
+        (torch.full((1, 3, 16, 16), float("inf")), ["inf"]),
+        (torch.rand(0, 3, 16, 16), ["empty"]),
+        ([[1.0]], ["torch.tensor"]),
+    ],
+    ids=["rank3", "rank5", "channels", "uint8", "int64", "nan", "inf", "empty", "list"],
+)
+def test_bad_input_tensor(model, engine, x, words):
+    before = snapshot(model)
+    with raises(InputError, *words):
+        engine.run(x, 0)
+    assert_untouched(model, before)
+
+
+@pytest.mark.parametrize(
+    ("target", "words"),
+    [
+        (6, ["out of range", "0..5"]),
+        (-1, ["out of range"]),
+        ([0, 1, 2], ["3 targets", "2 samples"]),
+        ([1], ["1 targets"]),
+        (1.5, ["int"]),
+        (torch.tensor([0.0, 1.0]), ["argmax"]),
+        (True, ["bool"]),
+    ],
+)
+def test_bad_target(model, engine, x, target, words):
+    before = snapshot(model)
+    with raises(InputError, *words):
+        engine.run(x, target)
+    assert_untouched(model, before)
+
+
+def test_targets_accept_ints_sequences_and_tensors(engine, x):
+    base = engine.run(x, [2, 2]).input
+    for target in (2, (2, 2), torch.tensor([2, 2]), torch.tensor(2)):
+        torch.testing.assert_close(engine.run(x, target).input, base)
+
+
+def test_unknown_preset_suggests_closest(model):
+    with raises(ConfigError, "'papr'", "did you mean 'paper'"):
+        RelevanceEngine(model, rules="papr")
+    with raises(ConfigError, "not a rule"):
+        RelevanceEngine(model, rules={nn.Conv2d: "zplus"})
+
+
+@pytest.mark.parametrize("variant", ["clrp3", "CLRP-1", 1.0, None])
+def test_unknown_variant_or_contrast(model, x, variant):
+    with raises(ConfigError, "contrast"):
+        cw.clrp(model, x, 0, variant=variant, input_bounds=B)
+
+
+def test_pairwise_class_checks(engine, x):
+    with raises(InputError, "out of range"):
+        engine.run(x, 0, contrast=6)
+    with raises(InputError, "equals the target"):
+        engine.run(x, [0, 1], contrast=1)
+
+
+def test_kinds_and_dual_seed_checks(engine, x):
+    with raises(ConfigError, "only the 'target' map"):
+        engine.run(x, 0, contrast="lrp", kinds=("contrast",))
+    with raises(ConfigError, "subset"):
+        engine.run(x, 0, kinds=("target", "delta"))
+    with raises(ConfigError, "clrp1"):
+        engine.run(x, 0, contrast="clrp2", dual_seed="logits")
+    with raises(ConfigError, "uniform"):
+        engine.run(x, 0, dual_seed="softmax")
+
+
+@pytest.mark.parametrize(
+    "bounds", [(1.0, 0.0), (0.5, 0.5), (torch.tensor([0.0, 1.0, 0.0]), torch.ones(3))]
+)
+def test_input_bounds_low_not_below_high(model, bounds):
+    with raises(InputError, "low < high"):
+        RelevanceEngine(model, input_bounds=bounds)
+
+
+def test_input_bounds_must_be_a_pair(model):
+    with raises(ConfigError, "pair"):
+        RelevanceEngine(model, input_bounds=1.0)
+
+
+def test_default_bounds_refuse_input_outside_them(model):
+    with raises(InputError, "input_bounds=(low, high)"):
+        cw.lrp(model, torch.full((1, 3, 16, 16), 3.0), 0)
+    assert cw.lrp(model, make_input(1), 0).shape == (1, 3, 16, 16)
+
+
+class Doubler(nn.Module):
+    def forward(self, x):
+        return 2 * x
+
+
+def test_unsupported_layer_names_path_and_fix():
+    model = nn.Sequential(
+        OrderedDict(
+            conv=nn.Conv2d(3, 4, 3),
+            block=nn.Sequential(OrderedDict(act=Doubler())),
+            flat=nn.Flatten(),
+            fc=nn.LazyLinear(2),
+        )
+    )
+    model(torch.rand(1, 3, 6, 6))
+    model.eval()
+    with raises(UnsupportedLayerError, "'block.act'", "Doubler", "rules={'block.act': Pass()}"):
+        RelevanceEngine(model, input_bounds=B)
+    rules = {"block.act": Pass(), nn.Conv2d: ZPlus(), nn.Linear: ZPlus()}
+    engine = RelevanceEngine(model, rules=rules)
+    assert engine.run(torch.rand(1, 3, 6, 6), 1, "lrp").input.shape == (1, 1, 3, 6, 6)
+
+
+def test_custom_mapping_without_linear_rule_is_unsupported():
+    with raises(UnsupportedLayerError, "'fc'", "Linear"):
+        RelevanceEngine(named_cnn(), rules={nn.Conv2d: ZPlus()})
+
+
+def test_unsupported_padding_mode():
+    model = nn.Sequential(nn.Conv2d(3, 2, 3, padding=1, padding_mode="reflect"), nn.Flatten())
+    with raises(UnsupportedLayerError, "'0'", "padding_mode"):
+        RelevanceEngine(model.eval())
+
+
+def test_layer_not_found_suggests_closest_names():
+    engine = RelevanceEngine(named_cnn(), input_bounds=B)
+    x = make_input(1)
+    with raises(LayerNotFoundError, "'conv_2'", "'conv2'"):
+        engine.run(x, 0, capture=["conv_2"])
+    with raises(LayerNotFoundError, "'conv3'"):
+        engine.neuron(x, "conv3", 0)
+    with raises(LayerNotFoundError, "'fc2'", "'fc'"):
+        engine.conditional(x, 0, "fc2", [0])
+    with raises(LayerNotFoundError, "'conv'"):
+        RelevanceEngine(named_cnn(), rules={"conv": ZPlus(), nn.Module: ZPlus()})
+    assert isinstance(LayerNotFoundError("m"), KeyError)
+
+
+def test_channel_out_of_range():
+    engine = RelevanceEngine(named_cnn(), input_bounds=B)
+    x = make_input(1)
+    with raises(InputError, "channel 4", "0..3"):
+        engine.neuron(x, "conv2", 4)
+    with raises(InputError, "channel -1"):
+        engine.conditional(x, 0, "conv1", [0, -1])
+    with raises(InputError, "channel 7"):
+        engine.neuron(x, "conv2", 0, contrast=7)
+    with raises(InputError, "differ"):
+        engine.neuron(x, "conv2", 1, contrast=1)
+
+
+def test_model_must_return_logits():
+    model = nn.Sequential(nn.Conv2d(3, 2, 3)).eval()
+    with raises(ConfigError, "(n, classes)"):
+        RelevanceEngine(model, input_bounds=B).run(make_input(1), 0)
+
+
+class ScaledOutput(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = make_cnn()
+
+    def forward(self, x):
+        return self.body(x) * 2.0
+
+
+def test_clrp2_needs_a_logit_layer():
+    with raises(ConfigError, "clrp2", "clrp1"):
+        cw.clrp(ScaledOutput().eval(), make_input(1), 0, variant="clrp2", input_bounds=B)
+
+
+def test_error_classes_subclass_builtin_ones():
+    assert issubclass(InputError, ValueError)
+    assert issubclass(ConfigError, ValueError)
+    assert issubclass(UnsupportedLayerError, TypeError)
