@@ -348,6 +348,14 @@ class Explorer(w.VBox):
         self.thumbs.on_click(self.toggle_channel)
 
     def _layout(self) -> list[w.Widget]:
+        for widget, name in [
+            (self.top5.figure, "clrp-top5"),
+            (self.bars.figure, "clrp-neuron-bars"),
+            (self.heatmap, "clrp-main-map"),
+            (self.neuron_view, "clrp-neuron-view"),
+            (self.thumbs, "clrp-thumbnails"),
+        ]:
+            widget.add_class(name)  # stable hooks for styling and browser tests
         pickers = w.VBox(
             [
                 self.target_picker,

@@ -143,7 +143,9 @@ class ExplainSession:
 
         def make() -> np.ndarray:
             self.backward_calls += 1
-            tree = self.explainer(view.rules).neuron(self.x, view.layer, channel, contrast="layer")
+            tree = self.explainer(view.rules).neuron(
+                self.x, view.layer, channel, contrast="layer", layers=None
+            )
             heat = tree["input"]["heatmap"]
             kind = "contrast" if "contrast" in heat["kind"].values else "target"
             return heat.sel(kind=kind).values[0]

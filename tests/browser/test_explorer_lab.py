@@ -1,0 +1,139 @@
+"""The quickstart's Explorer in real JupyterLab + chromium: clicks change the DOM and the kernel.
+
+The notebook is a copy of ``notebooks/quickstart.ipynb`` plus two cells: an observer that appends
+the Explorer's kernel-side state as JSON lines to a file whenever a new map is shown, and a second
+Explorer whose class name is hostile HTML. Screenshots go to ``build/test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import ARTIFACTS
+
+pytestmark = pytest.mark.browser
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "notebooks" / "quickstart.ipynb"
+EVIL = "<img src=x onerror=alert(1)>"
+OBSERVER = """
+import json, pathlib
+explorer.add_class("under-test")
+_log = pathlib.Path("explorer_state.jsonl")
+_keys = ("target", "contrast", "rules", "layer", "channels", "pixel", "neuron_mode", "map_version")
+
+def _record(change=None):
+    with _log.open("a") as f:
+        f.write(json.dumps({k: getattr(explorer, k) for k in _keys}) + "\\n")
+
+explorer.observe(_record, names=["map_version"])
+_record()
+"""
+HOSTILE = f"""
+hostile = cw.Explainer(bundle, class_names=[{EVIL!r}, *bundle.class_names[1:]])
+hostile_explorer = cw.Explorer(hostile, image, target=0)
+hostile_explorer.add_class("hostile")
+hostile_explorer
+"""
+KERNEL_IDLE = """() => {
+  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+  return !!k && k.status === "idle";
+}"""
+
+
+def _kernel_state(log: Path, accept, timeout: float = 30.0) -> dict:
+    """The newest kernel-side state line that ``accept`` takes, waiting for it to appear."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists():
+            lines = log.read_text().splitlines()
+            if lines and accept(json.loads(lines[-1])):
+                return json.loads(lines[-1])
+        time.sleep(0.1)
+    last = log.read_text().splitlines()[-1] if log.exists() else "no state written"
+    raise AssertionError(f"the kernel never reached the expected state; last: {last}")
+
+
+def _data(locator, key: str):
+    return json.loads(locator.get_attribute(f"data-{key}"))
+
+
+def test_explorer_clicks_in_jupyterlab(lab_server, page):
+    nb = nbformat.read(QUICKSTART, as_version=4)
+    nb.cells += [nbformat.v4.new_code_cell(OBSERVER), nbformat.v4.new_code_cell(HOSTILE)]
+    nbformat.write(nb, lab_server.root / "quickstart.ipynb")
+    log = lab_server.root / "explorer_state.jsonl"
+    dialogs: list[str] = []
+    errors: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.set_viewport_size({"width": 1400, "height": 2000})
+    page.goto(lab_server.url("lab/tree/quickstart.ipynb"))
+    page.wait_for_function(KERNEL_IDLE, timeout=90_000)
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
+    ut = page.locator(".under-test")
+    main = ut.locator(".clrp-main-map .clrp-heatmap[data-ready='1']")
+    neurons = ut.locator(".clrp-neuron-view .clrp-heatmap[data-ready='1']")
+    main.wait_for(timeout=120_000)
+    ut.locator(".clrp-thumbnails .clrp-thumbs[data-count='12']").wait_for(timeout=60_000)
+    bars = ut.locator(".clrp-neuron-bars rect.bar")
+    bars.first.wait_for(timeout=30_000)
+    start = _kernel_state(log, lambda s: s["map_version"] >= 1)
+    assert _data(main, "map-version") == start["map_version"]
+    assert _data(main, "target") == start["target"] and _data(main, "layer") == start["layer"]
+
+    # 1. a neuron bar: its conditional map appears, in the DOM and in the kernel
+    groups = ut.locator(".clrp-neuron-bars .bargroup")
+    groups.nth(2).locator("rect.bar").first.dispatch_event("click")
+    single = ut.locator(".clrp-neuron-view .clrp-heatmap[data-view='single']")
+    single.wait_for(timeout=30_000)
+    first = _data(single, "channels")
+    state = _kernel_state(log, lambda s: len(s["channels"]) == 1)
+    assert state["channels"] == first and _data(neurons, "panels") == 1
+
+    # 2. a second bar: A vs B side by side with their difference
+    groups.nth(5).locator("rect.bar").first.dispatch_event("click")
+    pair = ut.locator(".clrp-neuron-view .clrp-heatmap[data-view='compare'][data-panels='3']")
+    pair.wait_for(timeout=30_000)
+    state = _kernel_state(log, lambda s: len(s["channels"]) == 2)
+    assert state["channels"] == _data(pair, "channels") and state["channels"][0] == first[0]
+    assert "correlation" in ut.locator(".clrp-neuron-view .clrp-caption").inner_text()
+
+    # 3. a heatmap pixel: the neuron list fills
+    wrap = ut.locator(".clrp-main-map .clrp-canvas-wrap").first
+    box = wrap.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.6)
+    listed = ut.locator(".clrp-main-map .clrp-heatmap:not([data-pixel-neurons='0'])")
+    listed.wait_for(timeout=30_000)
+    ut.locator(".clrp-main-map .clrp-neuron").first.wait_for(timeout=10_000)
+    pixel = _data(ut.locator(".clrp-main-map .clrp-heatmap"), "pixel")
+    assert len(pixel) == 2 and _kernel_state(log, lambda s: s["pixel"] == pixel)
+
+    # 4. CLRP2: the map changes
+    before = main.locator("canvas").first.evaluate("c => c.toDataURL()")
+    picker = ut.locator("select", has=page.locator("option", has_text="CLRP2"))
+    picker.select_option(label="CLRP2 (rather than not the class)")
+    ut.locator(".clrp-main-map .clrp-heatmap[data-contrast='clrp2']").wait_for(timeout=30_000)
+    after = main.locator("canvas").first.evaluate("c => c.toDataURL()")
+    assert after != before
+    assert (
+        _kernel_state(log, lambda s: s["contrast"] == "clrp2")["map_version"] > start["map_version"]
+    )
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    ut.screenshot(path=str(ARTIFACTS / "explorer_lab.png"))
+    page.screenshot(path=str(ARTIFACTS / "explorer_lab_page.png"), full_page=True)
+
+    # 5. a hostile class name renders as text, never as HTML
+    hostile = page.locator(".hostile")
+    hostile.locator(".clrp-main-map .clrp-heatmap[data-ready='1']").wait_for(timeout=60_000)
+    assert EVIL in hostile.locator(".clrp-main-map figcaption").first.inner_text()
+    assert EVIL in hostile.locator(".clrp-top5").inner_text()
+    assert page.locator("img[src='x']").count() == 0 and dialogs == []
+    hostile.screenshot(path=str(ARTIFACTS / "explorer_lab_hostile.png"))
+    assert errors == []
