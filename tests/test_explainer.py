@@ -231,3 +231,19 @@ def test_model_left_untouched(x) -> None:
         assert torch.equal(value, state[key])
     for module in model.modules():
         assert not module._forward_hooks and not module._forward_pre_hooks
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning:zarr.*")  # zarr 3: fixed-width strings, no v3 spec
+def test_nested_module_names_on_torchvision_resnet18(tmp_path) -> None:
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(7)
+    model = torchvision.models.resnet18(num_classes=6).eval()
+    ex = cw.Explainer(model, input_bounds=(-3.0, 3.0))
+    x = torch.randn(1, 3, 32, 32).clamp(-3, 3)
+    tree = ex.explain(x, 2, layers=["conv1", "layer1.0.conv1", "layer4.1.conv2", "fc"])
+    assert list(tree["layers"].children) == ["conv1", "layer1.0.conv1", "layer4.1.conv2", "fc"]
+    assert tree["layers/layer1.0.conv1"].relevance.dims == ("kind", "sample", "channel", "y", "x")
+    ledger = decode_attrs(tree["layers/conv1"].attrs)["conservation"]
+    assert ledger["target"] == pytest.approx(1, rel=1e-4)  # BatchNorm merged, sums split
+    tree.to_zarr(tmp_path / "r.zarr")
+    assert open_tree(tmp_path / "r.zarr").identical(tree)
