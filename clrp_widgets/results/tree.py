@@ -139,7 +139,8 @@ def build_tree(
         Root with logits/probs, ``/input`` and one ``/layers/<module name>`` node per capture,
         in forward order. Every node with relevance carries a ``conservation`` attribute:
         ``{kind: Σ relevance / Σ seed}``, ``None`` where the kind's seed sums to zero (the
-        contrast of CLRP1, CLRP2, pairwise and SGLRP).
+        contrast of CLRP1, CLRP2, pairwise and SGLRP). Conservative rules give 1 on bias-free
+        chains; a layer inside a residual branch carries only the branch's share (< 1).
     """
     kinds = tuple(output.kinds)
     logits = as_numpy(output.logits)
