@@ -312,8 +312,8 @@ def _add_noise(rng: np.random.Generator, images: np.ndarray) -> None:
 
 def _tight_boxes(masks: np.ndarray) -> np.ndarray:
     """``(n, slots, 4)`` boxes ``(y0, x0, y1, x1)``, exclusive ends, -1 for empty masks."""
-    rows = masks.any(axis=3)
-    cols = masks.any(axis=2)
+    rows = np.any(masks, axis=3, keepdims=False)
+    cols = np.any(masks, axis=2, keepdims=False)
     size_y, size_x = rows.shape[-1], cols.shape[-1]
     y0 = rows.argmax(-1)
     y1 = size_y - rows[..., ::-1].argmax(-1)

@@ -1,0 +1,125 @@
+"""``ModelBundle``: a frozen model together with what explaining it needs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torchvision.transforms.functional as tvf
+from torch import nn
+
+from clrp_widgets.engine.errors import InputError
+
+Bounds = tuple[float | tuple[float, ...], float | tuple[float, ...]]
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Image to model input: to float [0, 1], resize, centre crop, normalise; adds a batch axis.
+
+    Accepts a PIL image, a numpy array ``(H, W, C)`` (uint8 in 0–255, or float in [0, 1]), a
+    numpy ``(N, H, W, C)`` batch, or a torch tensor ``(C, H, W)`` / ``(N, C, H, W)`` (uint8 or float
+    in [0, 1]). Returns a float32 tensor ``(N, C, H, W)``.
+
+    Parameters
+    ----------
+    resize : int or None
+        Length of the shorter side after resizing (bilinear, antialiased); None keeps the size.
+    crop : int or None
+        Side of the centre crop; None keeps the resized image.
+    mean, std : tuple of float
+        Per-channel normalisation ``(x - mean) / std`` applied last.
+    """
+
+    resize: int | None = None
+    crop: int | None = None
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
+
+    def __call__(self, image: Any) -> torch.Tensor:
+        x = _to_float_batch(image)
+        if self.resize is not None:
+            x = tvf.resize(x, [self.resize], antialias=True)
+        if self.crop is not None:
+            x = tvf.center_crop(x, [self.crop])
+        return tvf.normalize(x, list(self.mean), list(self.std))
+
+    @property
+    def input_bounds(self) -> Bounds:
+        """Per-channel lowest and highest model input, i.e. where 0 and 1 are mapped to."""
+        low = tuple(float(-m / s) for m, s in zip(self.mean, self.std, strict=True))
+        high = tuple(float((1 - m) / s) for m, s in zip(self.mean, self.std, strict=True))
+        return low, high
+
+
+def _to_float_batch(image: Any) -> torch.Tensor:
+    if isinstance(image, torch.Tensor):
+        x = image.detach()
+    elif isinstance(image, np.ndarray):
+        if image.ndim not in (2, 3, 4):
+            raise InputError(f"expected an (H, W, C) image array, got shape {image.shape}.")
+        array = image[..., None] if image.ndim == 2 else image
+        x = torch.from_numpy(np.ascontiguousarray(array)).movedim(-1, -3)
+    elif hasattr(image, "convert"):  # PIL.Image
+        x = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).movedim(-1, -3)
+    else:
+        raise InputError(
+            f"cannot preprocess a {type(image).__name__}; pass a PIL image, a numpy (H, W, C) "
+            "array or a torch (C, H, W) tensor."
+        )
+    if x.ndim == 3:
+        x = x.unsqueeze(0)
+    if x.ndim != 4:
+        raise InputError(f"expected (C, H, W) or (N, C, H, W), got shape {tuple(x.shape)}.")
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    if x.dtype == torch.uint8:
+        return x.float() / 255.0
+    if not x.is_floating_point():
+        raise InputError(f"image dtype {x.dtype} is not supported; use uint8 or float in [0, 1].")
+    return x.float()
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A model in eval mode with gradients off, its class names, input bounds and preprocessing.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network; it is switched to eval mode and its parameters to ``requires_grad=False``.
+    class_names : sequence of str
+        One name per output logit.
+    input_bounds : (low, high)
+        Lowest and highest possible model input (scalars or per channel), for the z^B rule.
+    preprocess : callable, optional
+        Image (PIL, numpy or tensor) to an ``(N, C, H, W)`` float tensor; default: to float [0, 1]
+        with no resizing or normalisation (see ``Preprocess``).
+    name : str
+        A short label for the model (shown in results and widgets).
+
+    Examples
+    --------
+    >>> bundle = ModelBundle(my_net, ["cat", "dog"], (0.0, 1.0))  # doctest: +SKIP
+    """
+
+    model: nn.Module
+    class_names: Sequence[str]
+    input_bounds: Bounds
+    preprocess: Callable[[Any], torch.Tensor] = field(default_factory=Preprocess)
+    name: str = "custom"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, nn.Module):
+            raise InputError(f"model must be a torch.nn.Module, got {type(self.model).__name__}.")
+        if len(self.input_bounds) != 2:
+            raise InputError(
+                f"input_bounds must be (low, high), got {self.input_bounds!r}; "
+                "for images in [0, 1] use (0.0, 1.0)."
+            )
+        self.model.eval()
+        self.model.requires_grad_(False)
+        object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
