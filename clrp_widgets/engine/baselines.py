@@ -105,6 +105,18 @@ def _modified_relus(model: nn.Module, guided: bool) -> Iterator[None]:
             handle.remove()
 
 
+def _target_score(logits: Any, target: Target, n: int) -> torch.Tensor:
+    """Sum over samples of each sample's target logit (samples do not interact in eval mode)."""
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != n:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ConfigError(
+            f"the model returned {shape}; baselines need logits of shape (N, classes). "
+            "Wrap the model so that it returns the class scores."
+        )
+    targets = check_targets(target, n, logits.shape[1], logits.device)
+    return logits.gather(1, targets[:, None]).sum()
+
+
 def _input_gradient(
     model: nn.Module, x: torch.Tensor, target: Target, guided: bool | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,8 +130,7 @@ def _input_gradient(
             else:
                 with _modified_relus(model, guided):
                     logits = model(leaf)
-            targets = check_targets(target, len(x), logits.shape[1], logits.device)
-            score = logits.gather(1, targets[:, None]).sum()
+            score = _target_score(logits, target, len(x))
             (grad,) = torch.autograd.grad(score, leaf)
     return grad, leaf.detach()
 
@@ -220,9 +231,8 @@ def gradcam(
             logits = model(x.detach().clone().requires_grad_(True))
         finally:
             handle.remove()
-        targets = check_targets(target, len(x), logits.shape[1], logits.device)
+        score = _target_score(logits, target, len(x))
         activation = kept[-1]
-        score = logits.gather(1, targets[:, None]).sum()
         (grad,) = torch.autograd.grad(score, activation)
     weights = grad.mean(dim=(2, 3), keepdim=True)
     cam = (weights * activation.detach()).sum(dim=1).clamp(min=0)

@@ -238,6 +238,15 @@ def test_bad_input_is_refused(bad: torch.Tensor, method: str) -> None:
     assert_untouched(model, before)
 
 
+@pytest.mark.parametrize("method", bl.BASELINES)
+def test_model_without_flat_logits_is_refused(x: torch.Tensor, method: str) -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
+    before = snapshot(model)
+    with pytest.raises(ConfigError, match=r"logits of shape \(N, classes\)"):
+        bl.baseline(model, x, 0, method, layer="0" if method == "gradcam" else None)
+    assert_untouched(model, before)
+
+
 class Exploding(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         raise RuntimeError("boom")
