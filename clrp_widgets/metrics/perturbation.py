@@ -125,6 +125,8 @@ class RegionPerturbation(Metric):
     name = "region_perturbation"
     unit = "item"
     needs_model = True
+    #: perturbed images per model call (items are grouped up to this many)
+    images_per_forward = 256
 
     def __init__(self, order: str = "morf", patch: int | None = None, steps: int | None = 16):
         if order not in ("morf", "lerf"):
@@ -158,16 +160,36 @@ class RegionPerturbation(Metric):
         sums = padded.reshape(len(m), gh, p, gw, p).sum(axis=(2, 4)).reshape(len(m), -1)
         key = -sums if self.order == "morf" else sums
         ranks = np.argsort(key, axis=1, kind="stable")
+        chunk = max(1, self.images_per_forward // (steps + 1))  # items per model call
         out = np.empty((len(x), steps + 1))
-        for i in range(len(x)):
-            batch = x[i].expand(steps + 1, *x.shape[1:]).clone()
-            for k in range(1, steps + 1):
-                batch[k] = batch[k - 1]
-                for r in ranks[i, per_step[k - 1] : per_step[k]]:
-                    gy, gx = divmod(int(r), gw)
-                    batch[k, :, gy * p : (gy + 1) * p, gx * p : (gx + 1) * p] = fill
-            out[i] = target_scores(model, batch, t[i].expand(steps + 1)).numpy()
+        for s in range(0, len(x), chunk):
+            batch = torch.cat(
+                [
+                    self._steps(x[i], ranks[i], per_step, fill, p, gw)
+                    for i in range(s, min(s + chunk, len(x)))
+                ]
+            )
+            tt = t[s : s + chunk].repeat_interleave(steps + 1)
+            out[s : s + chunk] = target_scores(model, batch, tt).view(-1, steps + 1).numpy()
         return out
+
+    @staticmethod
+    def _steps(
+        image: torch.Tensor,
+        ranks: np.ndarray,
+        per_step: np.ndarray,
+        fill: torch.Tensor,
+        p: int,
+        gw: int,
+    ) -> torch.Tensor:
+        """(L+1, C, H, W): ``image`` with the first ``per_step[k]`` ranked regions filled."""
+        batch = image.expand(len(per_step), *image.shape).clone()
+        for k in range(1, len(per_step)):
+            batch[k] = batch[k - 1]
+            for r in ranks[per_step[k - 1] : per_step[k]]:
+                gy, gx = divmod(int(r), gw)
+                batch[k, :, gy * p : (gy + 1) * p, gx * p : (gx + 1) * p] = fill
+        return batch
 
     @staticmethod
     def aopc(curves: np.ndarray) -> np.ndarray:
