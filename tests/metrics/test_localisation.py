@@ -133,3 +133,26 @@ def test_bad_inputs_name_the_fix():
         PointingGame()(np.full((8, 8), np.nan), BOX)
     with pytest.raises(InputError, match="tolerance"):
         PointingGame(tolerance=-1)(np.zeros((8, 8)), BOX)
+
+
+def test_explainer_heatmaps_feed_the_metrics_directly():
+    import clrp_widgets as cw
+    from clrp_widgets.metrics import ClassSensitivity
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(4),
+        torch.nn.Flatten(), torch.nn.Linear(4 * 16 * 16, 8),
+    ).eval()  # fmt: skip
+    s = cw.scenes(2, seed=0)
+    x = s.tensor().repeat_interleave(2, dim=0)
+    t = [int(c) for c in s.object_class.values[:, :2].ravel()]
+    boxes = s.boxes.values[:, :2].reshape(-1, 4)
+    tree = cw.Explainer(model, input_bounds=(0.0, 1.0)).explain(x, t, contrast="lrp", layers=None)
+    heat = tree["input"]["heatmap"].sel(kind="target")  # DataArray (sample, y, x)
+    direct = cw.lrp(model, x, t, input_bounds=(0.0, 1.0)).sum(1)
+    np.testing.assert_array_equal(PointingGame()(heat, boxes), PointingGame()(direct, boxes))
+    rel = tree["input"]["relevance"].sel(kind="target")  # (sample, color, y, x): colour summed
+    np.testing.assert_allclose(
+        ClassSensitivity()(rel[0::2], rel[1::2]), ClassSensitivity()(direct[0::2], direct[1::2])
+    )
