@@ -186,6 +186,7 @@ function render({ model, el }) {
   }
 
   function drawAll() {
+    readout.textContent = "hover over a map to read values";
     syncControls();
     drawPanels();
     drawNeurons();

@@ -45,7 +45,7 @@ class TopClassesChart:
             y=[],
             scales={"x": bq.OrdinalScale(reverse=True), "y": bq.LinearScale(min=0.0, max=1.0)},
             orientation="horizontal",
-            color_mode="element",
+            color_mode="group",  # one colour per bar (bqplot: "element" is per row)
             colors=["#9ecae1"],
             padding=0.2,
         )

@@ -368,15 +368,10 @@ class Explorer(w.VBox):
             ]
         )
         header = w.HBox([self.top5.figure, pickers])
-        panel = w.VBox(
-            [
-                w.HBox([self.layer_picker, self.mode_picker]),
-                self.bars.figure,
-                self.neuron_view,
-                self.thumbs,
-            ]
-        )
-        return [header, self.heatmap, panel]
+        self.neuron_view.layout.margin = "0 0 0 24px"
+        maps = w.HBox([self.heatmap, self.neuron_view])
+        layer = w.HBox([self.layer_picker, self.mode_picker])
+        return [header, maps, layer, self.bars.figure, self.thumbs]
 
     def _picked(self, name: str, value: Any) -> None:
         if getattr(self, name) != value:
@@ -505,9 +500,12 @@ class Explorer(w.VBox):
             self.heatmap.pixel_neurons = [
                 {"channel": int(c), "label": f"c{int(c)}", "value": float(v)}
                 for c, v in zip(chans, values, strict=True)
+                if v > 0
             ]
             self.heatmap.neuron_list_title = (
                 f"{view.layer}: channels with the most {kind} relevance at y={y}, x={x}"
+                if self.heatmap.pixel_neurons
+                else f"{view.layer}: no channel has positive {kind} relevance at y={y}, x={x}"
             )
 
     def _show_neurons(self, view: View, maps: list[np.ndarray]) -> None:
