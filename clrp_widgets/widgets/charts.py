@@ -12,7 +12,12 @@ from typing import Any
 import bqplot as bq
 import numpy as np
 
-KIND_COLORS = {"target": "#e6550d", "dual": "#3182bd", "contrast": "#31a354", "data-set": "#888888"}
+KIND_COLORS = {
+    "target": "#e6550d",
+    "dual": "#3182bd",
+    "contrast": "#31a354",
+    "data-set mean": "#888888",
+}
 
 
 def unique_labels(names: Sequence[str]) -> list[str]:

@@ -140,6 +140,10 @@ class Explorer(w.VBox):
         The neuron panel's layer; default: the last convolution.
     display_size : int
         On-screen size in CSS pixels of the larger side of the maps.
+    dataset_stats : xarray.Dataset, optional
+        ``cw.scale.neuron_stats(store)``: its ``mean`` (contrast, class, layer, channel) of the
+        current target class, layer and contrast is drawn as a fourth bar ("data-set mean") next
+        to this image's bars, for the same channels.
 
     Notes
     -----
@@ -171,6 +175,7 @@ class Explorer(w.VBox):
         rules: str | None = None,
         layer: str | None = None,
         display_size: int = 256,
+        dataset_stats: Any = None,
     ) -> None:
         make, bundle = _explainer_factory(bundle_or_explainer)
         first = make(rules or "paper")
@@ -189,6 +194,7 @@ class Explorer(w.VBox):
         layer = layer or _default_layer(first)
         self._check_choice(layer, self.layer_names, "layer")
         self._image = display_image(self.session.x[0].numpy(), getattr(first, "input_bounds", None))
+        self.dataset_stats = dataset_stats
         self._shown: dict[str, Any] = {}
         self._updating = False
         self._build(display_size, probs)
@@ -477,8 +483,22 @@ class Explorer(w.VBox):
         rel = layer["neuron_relevance"]
         shown = top_channels(rel.sel(kind=kind).values, n=20)
         series = {k: rel.sel(kind=k).values[shown] for k in rel["kind"].values}
+        mean = self._dataset_mean(view)
+        if mean is not None:
+            series["data-set mean"] = mean[shown]
         what = "LRP" if kind == "target" else f"{view.panel_contrast} contrast"
         self.bars.show(shown, series, f"{view.layer}: channels by {what} (click: conditional map)")
+
+    def _dataset_mean(self, view: View) -> np.ndarray | None:
+        """The data-set mean relevance per channel of the view's class, layer and contrast."""
+        stats = self.dataset_stats
+        where = {"contrast": view.panel_contrast, "class": view.target, "layer": view.layer}
+        if stats is None or any(v not in stats[k].values for k, v in where.items()):
+            return None
+        one = stats["mean"].sel(where)
+        if "n_channels" in stats.coords:  # narrower layers are NaN-padded to the widest
+            one = one.isel(channel=slice(0, int(stats["n_channels"].sel(layer=view.layer))))
+        return np.asarray(one)
 
     def _show_pixel(self, view: View, layer: Any, kind: str) -> None:
         if view.pixel is None:

@@ -285,3 +285,30 @@ def test_explorer_accepts_a_model_image_as_array_and_dataarray(explainer, image)
     assert a.heatmap.maps == b.heatmap.maps and a.heatmap.state["contrast"] == "lrp"
     with pytest.raises(cw.CLRPError, match="one image"):
         Explorer(explainer, torch.rand(2, 3, 32, 32))
+
+
+def test_dataset_stats_add_the_class_mean_next_to_the_image_bars(explainer, image):
+    import xarray as xr
+
+    rng = np.random.default_rng(0)
+    mean = rng.standard_normal((2, 2, 2, 24)).astype(np.float32)
+    mean[:, :, 0, 8:] = np.nan  # features.0 has 8 channels: padded like neuron_stats does
+    stats = xr.Dataset(
+        {"mean": (("contrast", "class", "layer", "channel"), mean)},
+        coords={
+            "contrast": ["clrp1", "clrp2"],
+            "class": [0, 2],
+            "layer": ["features.0", "features.3"],
+            "n_channels": ("layer", [8, 24]),
+            "channel": np.arange(24),
+        },
+    )
+    ex = Explorer(explainer, image, target=2, dataset_stats=stats)
+    assert list(ex.bars.bars.labels) == ["target", "dual", "contrast", "data-set mean"]
+    y = np.asarray(ex.bars.bars.y)
+    np.testing.assert_allclose(y[3], mean[0, 1, 1][ex.bars.channels], rtol=1e-6)
+    ex.select(contrast="clrp2", layer="features.0")
+    y = np.asarray(ex.bars.bars.y)
+    np.testing.assert_allclose(y[3], mean[1, 1, 0, :8][ex.bars.channels], rtol=1e-6)
+    ex.select(target=1)  # a class without data-set samples: no fourth bar
+    assert list(ex.bars.bars.labels) == ["target", "dual", "contrast"]
