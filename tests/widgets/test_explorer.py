@@ -312,3 +312,12 @@ def test_dataset_stats_add_the_class_mean_next_to_the_image_bars(explainer, imag
     np.testing.assert_allclose(y[3], mean[1, 1, 0, :8][ex.bars.channels], rtol=1e-6)
     ex.select(target=1)  # a class without data-set samples: no fourth bar
     assert list(ex.bars.bars.labels) == ["target", "dual", "contrast"]
+
+
+def test_demo_runs_offline_on_the_shipped_model():
+    demo = cw.demo()
+    bundle = cw.load_model("shapes")
+    assert isinstance(demo, Explorer) and demo.class_names == list(bundle.class_names)
+    assert demo.heatmap.state["map_version"] == 1 and demo.heatmap.height == 64
+    assert len(demo.thumbs.channels) == 12 and demo.error == ""
+    assert demo.top5.classes[0] == demo.target
