@@ -20,9 +20,10 @@ Bounds = tuple[float | tuple[float, ...], float | tuple[float, ...]]
 class Preprocess:
     """Image to model input: to float [0, 1], resize, centre crop, normalise; adds a batch axis.
 
-    Accepts a PIL image, a numpy array ``(H, W, C)`` (uint8 in 0–255, or float in [0, 1]), a
-    numpy ``(N, H, W, C)`` batch, or a torch tensor ``(C, H, W)`` / ``(N, C, H, W)`` (uint8 or float
-    in [0, 1]). Returns a float32 tensor ``(N, C, H, W)``.
+    Accepts a PIL image, a numpy array ``(H, W, C)`` (uint8 in 0–255, or float in [0, 1]; alpha
+    is dropped; channel-first arrays are recognised), a numpy ``(N, H, W, C)`` batch, a torch
+    tensor ``(C, H, W)`` / ``(N, C, H, W)`` (uint8 or float in [0, 1]) or the ``images``
+    DataArray of ``cw.scenes``. Returns a float32 tensor ``(N, C, H, W)``.
 
     Parameters
     ----------
@@ -56,13 +57,13 @@ class Preprocess:
 
 
 def _to_float_batch(image: Any) -> torch.Tensor:
+    if hasattr(image, "dims") and "color" in image.dims:  # xarray from cw.scenes
+        image = image.transpose(..., "color", "y", "x").values
+        image = torch.from_numpy(np.ascontiguousarray(image))
     if isinstance(image, torch.Tensor):
         x = image.detach()
     elif isinstance(image, np.ndarray):
-        if image.ndim not in (2, 3, 4):
-            raise InputError(f"expected an (H, W, C) image array, got shape {image.shape}.")
-        array = image[..., None] if image.ndim == 2 else image
-        x = torch.from_numpy(np.ascontiguousarray(array)).movedim(-1, -3)
+        x = _array_to_chw(image)
     elif hasattr(image, "convert"):  # PIL.Image
         x = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).movedim(-1, -3)
     else:
@@ -72,8 +73,10 @@ def _to_float_batch(image: Any) -> torch.Tensor:
         )
     if x.ndim == 3:
         x = x.unsqueeze(0)
-    if x.ndim != 4:
-        raise InputError(f"expected (C, H, W) or (N, C, H, W), got shape {tuple(x.shape)}.")
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise InputError(
+            f"expected an RGB or grey image, (C, H, W) or (N, C, H, W), got {tuple(x.shape)}."
+        )
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
     if x.dtype == torch.uint8:
@@ -81,6 +84,19 @@ def _to_float_batch(image: Any) -> torch.Tensor:
     if not x.is_floating_point():
         raise InputError(f"image dtype {x.dtype} is not supported; use uint8 or float in [0, 1].")
     return x.float()
+
+
+def _array_to_chw(image: np.ndarray) -> torch.Tensor:
+    """Numpy ``(H, W)``, ``(H, W, C)`` or ``(N, H, W, C)`` (channel-first also recognised)."""
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim not in (3, 4):
+        raise InputError(f"expected an (H, W, C) image array, got shape {image.shape}.")
+    channel_first = image.shape[-1] not in (1, 3, 4) and image.shape[-3] in (1, 3)
+    x = torch.from_numpy(np.ascontiguousarray(image))
+    if not channel_first:
+        x = x[..., :3].movedim(-1, -3)  # RGBA: drop alpha
+    return x
 
 
 @dataclass(frozen=True)

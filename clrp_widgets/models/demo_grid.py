@@ -90,7 +90,7 @@ def render_grid(
         ]
         for col, (tile, title) in enumerate(zip(tiles, titles, strict=True)):
             left = col * size
-            grid.paste(tile.resize((size, size), Image.NEAREST), (left, top + LABEL_H))
+            grid.paste(tile.resize((size, size), Image.Resampling.NEAREST), (left, top + LABEL_H))
             draw.text((left + 4, top + 3), title, fill="black")
             for (y0, x0, y1, x1), obj in zip(boxes, objects, strict=True):
                 if obj < 0:

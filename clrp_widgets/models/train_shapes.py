@@ -94,9 +94,9 @@ def train(
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry: train, evaluate on an unseen seed, write weights and a json summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=2500)
+    parser.add_argument("--steps", type=int, default=1400)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=WEIGHTS)
     parser.add_argument("--eval-n", type=int, default=EVAL_N)

@@ -120,6 +120,10 @@ def test_preprocess_accepts_pil_numpy_and_tensor():
         image.transpose(1, 2, 0),
         as_uint8,
         Image.fromarray(as_uint8),
+        Image.fromarray(as_uint8).convert("RGBA"),
+        np.dstack([as_uint8, np.full((64, 64), 255, np.uint8)]),
+        image,  # channel-first numpy
+        cw.scenes(1, seed=4).images,  # the DataArray itself
     ]
     outs = [prep(x) for x in inputs]
     for out in outs:
