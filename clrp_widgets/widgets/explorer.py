@@ -56,7 +56,7 @@ RULES = [
     "epsilon_alpha2_beta1",
     "epsilon",
 ]
-NEURON_MODES = [("decision (conditional map)", "decision"), ("neuron vs its layer", "neuron")]
+NEURON_MODES = [("conditional (decision)", "decision"), ("neuron vs its layer", "neuron")]
 SIGNED_BY_DEFAULT = {"gradient", "gradient_x_input", "deconvnet", "guided_backprop"}
 THUMBNAILS = 12
 _VIEW_TRAITS = [
@@ -343,7 +343,7 @@ class Explorer(w.VBox):
         self.heatmap.set_image(self._image)
         self.heatmap.on_pixel(lambda y, x: self._update(pixel=[y, x]))
         self.heatmap.on_neuron(self.toggle_channel)
-        self.neuron_view = HeatmapView(display_size=int(display_size * 0.75), show_toolbar=False)
+        self.neuron_view = HeatmapView(display_size=int(display_size * 0.6), show_toolbar=False)
         self.neuron_view.set_image(self._image)
         self.heatmap.observe(self._follow_display, names=["mode", "opacity", "show_image"])
         self.bars = NeuronBarsChart()
