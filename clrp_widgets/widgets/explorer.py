@@ -96,26 +96,34 @@ def _as_input(image: Any, bundle: Any) -> torch.Tensor:
     return x
 
 
-def _explainer_factory(source: Any) -> tuple[Any, Any]:
-    """(a function rules -> Explainer, the bundle or None) for a bundle, Explainer or model."""
+def _explainers(source: Any, rules: str | None) -> tuple[Any, Any, str, Any]:
+    """(rules -> Explainer, the first Explainer, its rules name, the bundle or None).
+
+    A user's Explainer is kept as is; one with a custom rules mapping is offered as "custom".
+    """
     from clrp_widgets.explainer import Explainer
 
     if isinstance(source, Explainer):
+        own = source.rules if isinstance(source.rules, str) else "custom"
 
-        def make(rules: str) -> Explainer:
-            if rules == source.rules:
+        def make(name: str) -> Explainer:
+            if name == own:
                 return source
             return Explainer(
                 source.model,
-                rules=rules,
+                rules=name,
                 input_bounds=source.input_bounds,
                 class_names=source.class_names,
             )
 
-        return make, None
-    return (lambda rules: Explainer(source, rules=rules)), (
-        source if hasattr(source, "model") else None
-    )
+        rules = rules or own
+        return make, make(rules), rules, None
+
+    def build(name: str) -> Explainer:
+        return Explainer(source, rules=name)
+
+    rules = rules or "paper"
+    return build, build(rules), rules, (source if hasattr(source, "model") else None)
 
 
 class Explorer(w.VBox):
@@ -177,11 +185,9 @@ class Explorer(w.VBox):
         display_size: int = 256,
         dataset_stats: Any = None,
     ) -> None:
-        make, bundle = _explainer_factory(bundle_or_explainer)
-        first = make(rules or "paper")
-        rules = first.rules if rules is None else rules
-        self.session = ExplainSession(make, _as_input(image, bundle))
-        self.session._explainers[rules] = first
+        make, first, rules, bundle = _explainers(bundle_or_explainer, rules)
+        self.rules_options = RULES if rules in RULES else [rules, *RULES]
+        self.session = ExplainSession(make, _as_input(image, bundle), {rules: first})
         probs = self.session.probs(rules)
         names = first.class_names or [f"class {i}" for i in range(len(probs))]
         self.class_names = [str(n) for n in names]
@@ -190,7 +196,7 @@ class Explorer(w.VBox):
         target = self._class_index(ranked[0] if target is None else target)
         class_b = class_b if class_b is not None else next(c for c in ranked if c != target)
         self._check_choice(contrast, [v for _, v in CONTRASTS], "contrast")
-        self._check_choice(rules, RULES, "rules")
+        self._check_choice(rules, self.rules_options, "rules")
         layer = layer or _default_layer(first)
         self._check_choice(layer, self.layer_names, "layer")
         self._image = display_image(self.session.x[0].numpy(), getattr(first, "input_bounds", None))
@@ -212,8 +218,8 @@ class Explorer(w.VBox):
         self._runner = LatestRunner(self._set_busy, self._show_error)
         self._submit()
         self.wait()
-        if self.error:
-            raise ConfigError(f"the Explorer could not draw its first view: {self.error}")
+        if self._failure is not None:
+            raise self._failure
 
     # ----------------------------------------------------------------------------------- state
     @property
@@ -254,7 +260,7 @@ class Explorer(w.VBox):
         if "contrast" in state:
             self._check_choice(state["contrast"], [v for _, v in CONTRASTS], "contrast")
         if "rules" in state:
-            self._check_choice(state["rules"], RULES, "rules")
+            self._check_choice(state["rules"], self.rules_options, "rules")
         if "layer" in state:
             self._check_choice(state["layer"], self.layer_names, "layer")
             if state["layer"] != self.layer:
@@ -319,7 +325,7 @@ class Explorer(w.VBox):
             options=classes, description="class B", layout=layout, style=style
         )
         self.rules_picker = w.Dropdown(
-            options=RULES, description="rules", layout=layout, style=style
+            options=self.rules_options, description="rules", layout=layout, style=style
         )
         self.layer_picker = w.Dropdown(options=self.layer_names, description="layer", style=style)
         self.mode_picker = w.ToggleButtons(options=NEURON_MODES, style={"button_width": "190px"})
@@ -407,13 +413,14 @@ class Explorer(w.VBox):
             self.status.value = ""
 
     def _show_error(self, exc: Exception) -> None:
+        self._failure = exc
         self.error = f"{type(exc).__name__}: {exc}"
         self.status.value = f"error: {self.error}"
 
     # --------------------------------------------------------------------------------- requests
     def _submit(self) -> None:
         view = self.view
-        self.error = ""
+        self.error, self._failure = "", None
         self._runner.submit(lambda job: self._render(view, job))
 
     def _render(self, view: View, job: Job) -> None:

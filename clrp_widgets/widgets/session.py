@@ -72,10 +72,15 @@ class _Cache:
 class ExplainSession:
     """Cached explanations of one image ``x`` (1, C, H, W) with one Explainer per rules preset."""
 
-    def __init__(self, make_explainer: Callable[[str], Any], x: torch.Tensor) -> None:
+    def __init__(
+        self,
+        make_explainer: Callable[[str], Any],
+        x: torch.Tensor,
+        explainers: dict[str, Any] | None = None,
+    ) -> None:
         self._make = make_explainer
         self.x = x
-        self._explainers: dict[str, Any] = {}
+        self._explainers: dict[str, Any] = dict(explainers or {})
         self._trees = _Cache(12)
         self._maps = _Cache(512)
         self.backward_calls = 0

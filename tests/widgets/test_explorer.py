@@ -321,3 +321,12 @@ def test_demo_runs_offline_on_the_shipped_model():
     assert demo.heatmap.state["map_version"] == 1 and demo.heatmap.height == 64
     assert len(demo.thumbs.channels) == 12 and demo.error == ""
     assert demo.top5.classes[0] == demo.target
+
+
+def test_an_explainers_own_rules_are_kept_and_errors_keep_their_type(explainer, image):
+    eps = cw.Explainer(explainer.model, rules="epsilon", input_bounds=(0.0, 1.0))
+    ex = Explorer(eps, image)
+    assert ex.rules == "epsilon" and ex.session.explainer("epsilon") is eps
+    assert ex.class_names[0] == "class 0"  # no class names: numbered
+    with pytest.raises(cw.CLRPError, match="channel"):
+        Explorer(eps, torch.rand(1, 32, 32))  # grey image for an RGB model
