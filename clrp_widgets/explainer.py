@@ -235,7 +235,8 @@ class Explainer:
         -------
         xarray.DataTree
             Same schema as :meth:`explain`; root attrs ``method="neuron"``, ``layer``,
-            ``channel``.
+            ``channel``; the ``target`` coordinate holds ``channel`` for every sample, and only
+            layers up to ``layer`` are captured.
         """
         kinds = ("target",) if contrast is None else ("target", "dual", "contrast")
         capture = None if layers is None or (not isinstance(layers, str) and not layers) else layers
