@@ -265,6 +265,8 @@ class Explorer(w.VBox):
             self._check_choice(state["layer"], self.layer_names, "layer")
             if state["layer"] != self.layer:
                 state.setdefault("channels", [])
+        if state.get("contrast", self.contrast) != self.contrast:
+            self.heatmap.mode = "signed" if state["contrast"] in SIGNED_BY_DEFAULT else "positive"
         self._updating = True
         try:
             with self.hold_trait_notifications():

@@ -321,6 +321,13 @@ def test_demo_runs_offline_on_the_shipped_model():
     assert demo.heatmap.state["map_version"] == 1 and demo.heatmap.height == 64
     assert len(demo.thumbs.channels) == 12 and demo.error == ""
     assert demo.top5.classes[0] == demo.target
+    demo.select(contrast="gradient")
+    assert demo.heatmap.mode == "signed" and demo.neuron_view.mode == "signed"
+    demo.select(contrast="clrp2")
+    assert demo.heatmap.mode == "positive"
+    photo = Image.fromarray(demo._image)  # a PIL image goes through the bundle's preprocess
+    again = Explorer(bundle, photo, layer=demo.layer)
+    np.testing.assert_array_equal(again._image, demo._image)
 
 
 def test_an_explainers_own_rules_are_kept_and_errors_keep_their_type(explainer, image):
