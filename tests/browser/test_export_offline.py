@@ -99,6 +99,17 @@ def _widget_text(page) -> str:
     )
 
 
+def _icon_font_states(page) -> list[str]:
+    """Load states of the Font Awesome faces (the html-manager's icons, inlined as data URLs)."""
+    return page.evaluate(
+        """async () => {
+          await document.fonts.ready;
+          return Array.from(document.fonts)
+            .filter(f => f.family.includes('Font Awesome')).map(f => f.status);
+        }"""
+    )
+
+
 def _open_offline(page, html: Path, screenshot: str) -> PageLog:
     log = _watch(page)
     page.set_viewport_size({"width": 1280, "height": 1600})
@@ -138,6 +149,8 @@ def test_exported_quickstart_renders_with_no_network(exported, page):
     assert log.errors == []
     assert page.locator("[data-ready='1']").count() >= 1
     assert page.locator(".bqplot rect.bar").count() > 0, "no bqplot bars drawn"
+    fonts = _icon_font_states(page)  # the Explorer's buttons show icons
+    assert "loaded" in fonts and "error" not in fonts, fonts
 
 
 def test_exported_widgets_render_offline_and_labels_stay_text(exported, page):
