@@ -101,7 +101,10 @@ def render_rgb(
     mode: str = "positive",
     opacity: float = 0.8,
 ) -> np.ndarray:
-    """The widget's overlay as (H, W, 3) uint8 (the same colour maps and blending as the JS)."""
+    """The widget's overlay as (H, W, 3) uint8 (the same colour maps and blending as the JS).
+
+    The image underlay is its luminance halfway to white, so that the map's colours stand out.
+    """
     m = np.nan_to_num(np.asarray(relevance, dtype=np.float64))
     v = m if mode == "signed" else np.clip(m, 0, None)
     scale = np.abs(v).max() or 1.0
@@ -110,8 +113,9 @@ def render_rgb(
     colour = _lut("diverging" if mode == "signed" else "sequential")[np.round(t * 255).astype(int)]
     if image is None:
         return colour.astype(np.uint8)
+    grey = 127.5 + 0.5 * (np.asarray(image, np.float64) @ np.array([0.299, 0.587, 0.114]))
     alpha = (opacity * np.sqrt(np.abs(n)))[..., None]
-    return np.round(image * (1 - alpha) + colour * alpha).astype(np.uint8)
+    return np.round(grey[..., None] * (1 - alpha) + colour * alpha).astype(np.uint8)
 
 
 def side_by_side(panels: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:

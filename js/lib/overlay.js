@@ -1,10 +1,16 @@
 // Compositing a relevance map over an image into RGBA pixels (pure, unit-tested).
 import { lutFor, lutIndex, mapScale, normalise } from "./colormap.js";
 
+/** The underlay of an RGB pixel: its luminance, halfway to white. */
+export function washedGrey(r, g, b) {
+  return 127.5 + 0.5 * (0.299 * r + 0.587 * g + 0.114 * b);
+}
+
 /**
  * Composite one map over an RGB image.
  *
- * alpha = opacity * sqrt(|n|): zero relevance shows the plain image, the strongest relevance the
+ * The image is shown as a washed-out grey (so that the colours of the map stand out), and
+ * alpha = opacity * sqrt(|n|): zero relevance shows the grey image, the strongest relevance the
  * pure colour (at opacity 1). Without an image (or showImage false) the pure colour map is drawn.
  *
  * @param {object} o
@@ -26,10 +32,8 @@ export function composite({ map, image, mode, opacity, showImage, scale }) {
     const v = normalise(map[i], mode, s);
     const k = lutIndex(v, mode) * 3;
     const a = blend ? opacity * Math.sqrt(Math.abs(v)) : 1;
-    for (let c = 0; c < 3; c++) {
-      const under = blend ? image[i * 3 + c] : 0;
-      out[i * 4 + c] = Math.round(under * (1 - a) + lut[k + c] * a);
-    }
+    const under = blend ? washedGrey(image[i * 3], image[i * 3 + 1], image[i * 3 + 2]) : 0;
+    for (let c = 0; c < 3; c++) out[i * 4 + c] = Math.round(under * (1 - a) + lut[k + c] * a);
     out[i * 4 + 3] = 255;
   }
   return out;

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { LUTS } from "../lib/colormap.js";
-import { composite } from "../lib/overlay.js";
+import { composite, washedGrey } from "../lib/overlay.js";
 
 const image = new Uint8Array([10, 20, 30, 40, 50, 60]); // two RGB pixels
 
-test("zero relevance shows the plain image, full relevance the pure colour at opacity 1", () => {
+test("zero relevance shows the washed-out grey image, full relevance the pure colour", () => {
   const out = composite({
     map: new Float32Array([0, 2]),
     image,
@@ -13,7 +13,10 @@ test("zero relevance shows the plain image, full relevance the pure colour at op
     opacity: 1,
     showImage: true,
   });
-  assert.deepEqual([...out.subarray(0, 4)], [10, 20, 30, 255]);
+  const grey = Math.round(washedGrey(10, 20, 30));
+  assert.deepEqual([...out.subarray(0, 4)], [grey, grey, grey, 255]);
+  assert.equal(washedGrey(0, 0, 0), 127.5);
+  assert.equal(Math.round(washedGrey(255, 255, 255)), 255);
   assert.deepEqual([...out.subarray(4, 7)], [...LUTS.sequential.subarray(255 * 3)]);
 });
 
@@ -26,8 +29,10 @@ test("opacity blends linearly and negative values are blue in signed mode", () =
     showImage: true,
   });
   const blue = LUTS.diverging.subarray(0, 3);
-  for (let c = 0; c < 3; c++) assert.equal(out[c], Math.round(image[c] * 0.5 + blue[c] * 0.5));
-  assert.deepEqual([...out.subarray(4, 7)], [40, 50, 60]);
+  const grey = washedGrey(10, 20, 30);
+  for (let c = 0; c < 3; c++) assert.equal(out[c], Math.round(grey * 0.5 + blue[c] * 0.5));
+  const grey2 = Math.round(washedGrey(40, 50, 60));
+  assert.deepEqual([...out.subarray(4, 7)], [grey2, grey2, grey2]);
 });
 
 test("without the image the colour map is drawn alone, with a given scale", () => {

@@ -161,7 +161,7 @@ def test_downsample_block_averages():
 def test_render_rgb_blends_like_the_front_end():
     image = np.full((1, 2, 3), 100, np.uint8)
     out = render_rgb(np.array([[0.0, 2.0]]), image, "positive", opacity=1.0)
-    assert out[0, 0].tolist() == [100, 100, 100]  # no relevance: the plain image
+    assert out[0, 0].tolist() == [178, 178, 178]  # no relevance: the image's washed-out grey
     assert out[0, 1].tolist() == [128, 0, 38]  # the strongest: the pure sequential end colour
     signed = render_rgb(np.array([[-1.0, 1.0]]), None, "signed")
     assert signed[0, 0].tolist() == [5, 48, 97] and signed[0, 1].tolist() == [103, 0, 31]
