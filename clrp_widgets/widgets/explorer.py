@@ -7,6 +7,13 @@ selected neurons' maps side by side with their difference, and a thumbnail grid)
 Every front-end event only records the new state and submits a request; a background worker
 brings the widgets to the newest state (last request wins, see ``runner.py``). From Python, use
 :meth:`Explorer.select`, which waits for the result, or set the traits and call :meth:`wait`.
+
+DOM hooks (for styling and browser tests): the parts carry the classes ``clrp-top5``,
+``clrp-main-map``, ``clrp-neuron-view``, ``clrp-neuron-bars`` and ``clrp-thumbnails``; the canvas
+widgets set ``data-ready="1"`` once drawn and mirror the shown state as ``data-target``,
+``data-contrast``, ``data-class-b``, ``data-rules``, ``data-layer``, ``data-channels``,
+``data-pixel``, ``data-neuron-mode``, ``data-map-version`` (plus ``data-view`` = empty, single or
+compare on the neuron view, ``data-pixel-neurons``, ``data-panels`` and ``data-busy``).
 """
 
 from __future__ import annotations
