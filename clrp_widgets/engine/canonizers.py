@@ -70,15 +70,14 @@ class _ProportionalSum(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a: Tensor, b: Tensor, eps: float) -> Tensor:
-        out = a + b
-        ctx.save_for_backward(a, b, out)
+        ctx.save_for_backward(a, b)  # not the sum: an in-place ReLU may overwrite it
         ctx.eps = eps
-        return out
+        return a + b
 
     @staticmethod
     def backward(ctx, R: Tensor) -> tuple[Tensor, Tensor, None]:
-        a, b, out = ctx.saved_tensors
-        s = R / stabilize(out, ctx.eps)
+        a, b = ctx.saved_tensors
+        s = R / stabilize(a + b, ctx.eps)
         return a * s, b * s, None
 
 

@@ -82,7 +82,7 @@ class _ForwardPass:
     logits: Tensor
     nodes: list[Node]
     outputs: dict[str, Tensor]
-    activations: dict[str, Tensor]
+    activations: dict[str, Any]  # Tensor, or the Node that recomputes it
     order: list[str]
     logit_node: Node | None
 
@@ -425,7 +425,7 @@ class RelevanceEngine:
         activations = {}
         for name, out in recorder.outputs.items():
             node = next((nd for nd in reversed(recorder.nodes) if nd.name == name), None)
-            activations[name] = out.detach() if node is None else node.effective_out
+            activations[name] = out.detach() if node is None else node
         logit_node = next(
             (
                 nd
@@ -458,14 +458,14 @@ class RelevanceEngine:
             self._prepared[key] = rule.prepare(node.weight, node.bias)
         node.op = self._ops[node.name]
         node.prepared = self._prepared[key]
-        node.state = rule.state(node.op, node.a, node.effective_out, node.prepared)
+        node.state = rule.state(node.op, node.a, node.pristine_output(), node.prepared)
 
     def _activation(self, fp: _ForwardPass, layer: str) -> Tensor:
         if layer not in fp.activations:
             raise LayerNotFoundError(
                 f"layer {layer!r} was not called in the forward pass; pick a layer the model uses."
             )
-        return fp.activations[layer]
+        return _materialize(fp.activations, layer)
 
     def _class_roots(
         self, fp: _ForwardPass, seed: Seed, targets: Tensor
@@ -543,7 +543,7 @@ class RelevanceEngine:
     ) -> EngineOutput:
         layers = {
             name: LayerCapture(
-                activation=fp.activations[name],
+                activation=_materialize(fp.activations, name),
                 relevance=torch.stack([maps[k][1][i] for k in kinds]),
             )
             for i, name in enumerate(names)
@@ -556,6 +556,14 @@ class RelevanceEngine:
             layers=layers,
             seed_sums=torch.stack([sums[k] for k in kinds]),
         )
+
+
+def _materialize(activations: dict[str, Any], name: str) -> Tensor:
+    """The activation of ``name``; a layer overwritten in place is recomputed once and kept."""
+    value = activations[name]
+    if isinstance(value, Node):
+        value = activations[name] = value.output()
+    return value
 
 
 def _scaled(m: tuple[Tensor, list[Tensor]], scale: Tensor) -> tuple[Tensor, list[Tensor]]:

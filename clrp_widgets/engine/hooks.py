@@ -33,16 +33,30 @@ class Node:
         self.out = out  # the module output, detached (returned into the graph by _RelevanceFn)
         self.bn: nn.Module | None = None  # BatchNorm merged into this layer
         self.merged_out: Tensor | None = None  # output of the merged BatchNorm
+        self.versions = {True: out._version, False: 0}  # version counters at recording
         self.op: LinearOp | None = None
         self.weight: Tensor | None = None
         self.bias: Tensor | None = None
         self.prepared: dict[str, Any] = {}
         self.state: dict[str, Any] = {}
 
-    @property
-    def effective_out(self) -> Tensor:
-        """Output of the (possibly BatchNorm-merged) layer."""
-        return self.out if self.merged_out is None else self.merged_out
+    def output(self) -> Tensor:
+        """Output of the (possibly BatchNorm-merged) layer, recomputed if overwritten in place.
+
+        An in-place activation (``ReLU(inplace=True)``) after this layer runs in place, as in the
+        plain model, to save memory; the layer's own output is then recomputed when asked for.
+        """
+        out = self.out if self.merged_out is None else self.merged_out
+        if out._version == self.versions[out is self.out]:
+            return out
+        if self.op is None or self.weight is None:
+            return self.module.forward(self.a).detach()
+        return self.op.forward(self.a, self.weight, self.bias)
+
+    def pristine_output(self) -> Tensor | None:
+        """The recorded output if it was not overwritten in place, else None."""
+        out = self.out if self.merged_out is None else self.merged_out
+        return out if out._version == self.versions[out is self.out] else None
 
     def relevance(self, R: Tensor) -> Tensor:
         """Relevance at the module input for relevance ``R`` at its output."""
@@ -50,7 +64,7 @@ class Node:
         if isinstance(rule, Pass):
             return R
         if isinstance(rule, Norm):
-            return rule.relevance(self.module, self.a, self.out, R)
+            return rule.relevance(self.module, self.a, self.output(), R)
         assert isinstance(rule, LinearRule) and self.op is not None
         return rule.relevance(self.op, self.a, self.state, self.prepared, R)
 
@@ -121,9 +135,13 @@ class ForwardRecorder:
                     "Wrap the call so the module takes one tensor."
                 )
             self._inputs.setdefault(name, []).append(args[0])
-            if getattr(module, "inplace", False):
-                return (args[0].clone(),)
-            return None
+            if not getattr(module, "inplace", False):
+                return None
+            if isinstance(self.ruleset.rule_for(name, module), Pass):
+                # runs in place on a graph-free alias: the data changes as in the plain model, the
+                # relevance graph does not (no masking by the activation's own backward)
+                return (args[0].detach(),)
+            return (args[0].clone(),)
 
         return hook
 
@@ -174,6 +192,7 @@ class ForwardRecorder:
         producer.bn = bn
         producer.weight, producer.bias = merged
         producer.merged_out = output.detach()
+        producer.versions[False] = output._version
         return Pass()
 
 

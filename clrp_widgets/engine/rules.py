@@ -29,7 +29,7 @@ State = dict[str, Any]
 
 def stabilize(z: Tensor, eps: float) -> Tensor:
     """Shift ``z`` away from zero by ``eps`` along its sign (+eps at zero), as zennit does."""
-    return z + eps * ((z == 0).to(z) + z.sign())
+    return z + torch.where(z < 0, -eps, eps)
 
 
 class Rule:
@@ -82,7 +82,7 @@ class LinearRule(Rule):
 
 def _signed_parts(a: Tensor) -> tuple[Tensor, Tensor | None]:
     """Positive part of ``a``, and its negative part or None when ``a >= 0`` everywhere."""
-    if bool((a < 0).any()):
+    if bool(a.amin() < 0):
         return a.clamp(min=0), a.clamp(max=0)
     return a, None
 
@@ -108,23 +108,22 @@ class ZPlus(LinearRule):
     bias: bool = False
 
     def prepare(self, weight: Tensor, bias: Tensor | None) -> Prepared:
-        return {
-            "wp": weight.clamp(min=0),
-            "wn": weight.clamp(max=0),
-            "bp": _pos(bias) if self.bias else None,
-        }
+        # W- is kept only once an input with negative values needs it (ReLU nets never do)
+        return {"w": weight, "wp": weight.clamp(min=0), "bp": _pos(bias) if self.bias else None}
 
     def state(self, op: LinearOp, a: Tensor, out: Tensor | None, p: Prepared) -> State:
         ap, an = _signed_parts(a)
         z = op.forward(ap, p["wp"], p["bp"])
         if an is not None:
+            if "wn" not in p:
+                p["wn"] = p["w"].clamp(max=0)
             z = z + op.forward(an, p["wn"])
-        return {"ap": ap, "an": an, "den": stabilize(z, self.eps)}
+        return {"ap": ap, "an": an, "den": z.add_(self.eps)}  # z >= 0: equals stabilize(z, eps)
 
     def relevance(self, op: LinearOp, a: Tensor, st: State, p: Prepared, R: Tensor) -> Tensor:
         s = R / st["den"]
         if st["an"] is None:
-            return st["ap"] * op.transpose(s, p["wp"], a.shape)
+            return op.transpose(s, p["wp"], a.shape).mul_(st["ap"])
         gp, gn = _transposes(op, s, [p["wp"], p["wn"]], a.shape)
         return st["ap"] * gp + st["an"] * gn
 
@@ -143,7 +142,7 @@ class Epsilon(LinearRule):
         return {"den": stabilize(z, self.eps)}
 
     def relevance(self, op: LinearOp, a: Tensor, st: State, p: Prepared, R: Tensor) -> Tensor:
-        return a * op.transpose(R / st["den"], p["w"], a.shape)
+        return op.transpose(R / st["den"], p["w"], a.shape).mul_(a)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,258 @@
+"""Engine benchmark (issue 2, Part 7): ratios against a plain gradient measured in the same run.
+
+VGG16 with random weights, input (B, 3, 224, 224). Methods run interleaved round by round so that
+load from other processes hits all of them alike; each figure is the median over the rounds.
+
+    .venv/bin/python bench/engine.py                 # CPU, 2 threads, 7 rounds
+    .venv/bin/python bench/engine.py --device cuda --batch 16
+
+Not a test: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+import torchvision
+
+BOUNDS = (-2.1179, 2.64)
+TARGET = 3
+
+
+def build(device: str, batch: int) -> tuple[torch.nn.Module, torch.Tensor]:
+    torch.manual_seed(0)
+    model = torchvision.models.vgg16().eval().to(device)
+    x = torch.randn(batch, 3, 224, 224, device=device).clamp(*BOUNDS)
+    return model, x
+
+
+def methods(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[], object]]:
+    from zennit.attribution import Gradient
+    from zennit.composites import EpsilonPlusFlat, SpecialFirstLayerMapComposite
+    from zennit.rules import Pass, ZBox, ZPlus
+    from zennit.types import Activation, Convolution, Linear
+
+    from clrp_widgets.engine import RelevanceEngine
+
+    engine = RelevanceEngine(model, input_bounds=BOUNDS)
+    n = x.shape[0]
+
+    def gradient() -> object:
+        xx = x.clone().requires_grad_(True)
+        return torch.autograd.grad(model(xx)[:, TARGET].sum(), xx)
+
+    def clrp_contrast() -> object:
+        engine.clear_cache()
+        return engine.run(x, TARGET, "clrp1", kinds=("contrast",))
+
+    def clrp_three_kinds() -> object:
+        engine.clear_cache()
+        return engine.run(x, TARGET, "clrp1", kinds=("target", "dual", "contrast"))
+
+    def clrp_same_image_again() -> object:
+        return engine.run(x, TARGET + 1, "clrp1", kinds=("contrast",))
+
+    def zennit_flat() -> object:
+        seeds = torch.zeros(n, 1000, device=x.device)
+        seeds[:, TARGET] = 1.0
+        with Gradient(model, EpsilonPlusFlat()) as attributor:
+            return attributor(x.clone().requires_grad_(True), seeds)
+
+    paper = SpecialFirstLayerMapComposite(
+        layer_map=[(Activation, Pass()), (Linear, ZPlus(stabilizer=1e-9))],
+        first_map=[(Convolution, ZBox(*BOUNDS, stabilizer=1e-9))],
+    )
+
+    def zennit_two_pass_clrp() -> object:
+        with torch.no_grad():
+            logits = model(x)
+        s = logits[:, TARGET : TARGET + 1]
+        seed_t = torch.zeros_like(logits)
+        seed_t[:, TARGET] = s[:, 0]
+        seed_d = (s / 999).expand_as(logits).clone()
+        seed_d[:, TARGET] = 0
+        with Gradient(model, paper) as attributor:
+            _, r_t = attributor(x.clone().requires_grad_(True), seed_t)
+            _, r_d = attributor(x.clone().requires_grad_(True), seed_d)
+        return (r_t - r_d).clamp(min=0)
+
+    def conditional_1() -> object:
+        engine.clear_cache()
+        return engine.conditional(x, TARGET, "features.28", [0])
+
+    def conditional_64() -> object:
+        engine.clear_cache()
+        return engine.conditional(x, TARGET, "features.28", list(range(64)))
+
+    return {
+        "clear_cache": engine.clear_cache,
+        "gradient": gradient,
+        "clrp_contrast": clrp_contrast,
+        "clrp_three_kinds": clrp_three_kinds,
+        "clrp_same_image_again": clrp_same_image_again,
+        "zennit_epsilon_plus_flat": zennit_flat,
+        "zennit_two_pass_clrp": zennit_two_pass_clrp,
+        "conditional_1": conditional_1,
+        "conditional_64": conditional_64,
+    }
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_rounds(names: list[str], device: str, batch: int, rounds: int) -> dict[str, float]:
+    model, x = build(device, batch)
+    fns = methods(model, x)
+    for name in names:  # warm-up: caches, allocator, lazy init
+        fns[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(rounds):
+        for name in names:
+            sync(device)
+            start = time.perf_counter()
+            fns[name]()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def rss_bytes(field: str) -> int:
+    with open("/proc/self/status") as f:
+        line = next(line for line in f if line.startswith(field + ":"))
+    return int(line.split()[1]) * 1024
+
+
+def peak_memory(name: str, device: str, batch: int) -> tuple[int, int]:
+    """(persistent, peak) extra memory of ``name`` in bytes, measured in a fresh process.
+
+    persistent: what the first call leaves allocated (the engine's cached modified weights);
+    peak: the extra peak of a later call on a new input (the forward cache dropped first).
+    """
+    model, x = build(device, batch)
+    fns = methods(model, x)
+    cuda = device.startswith("cuda")
+    before = torch.cuda.memory_allocated() if cuda else rss_bytes("VmRSS")
+    fns[name]()
+    fns["clear_cache"]()
+    if cuda:
+        torch.cuda.synchronize()
+        persistent = torch.cuda.memory_allocated() - before
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fns[name]()
+        torch.cuda.synchronize()
+        return persistent, torch.cuda.max_memory_allocated() - base
+    persistent = rss_bytes("VmRSS") - before
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak resident set size (VmHWM)
+    base = rss_bytes("VmRSS")
+    fns[name]()
+    return persistent, rss_bytes("VmHWM") - base
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--conditional-rounds", type=int, default=3)
+    parser.add_argument("--memory-of", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.memory_of:
+        print(*peak_memory(args.memory_of, args.device, args.batch))
+        return
+
+    main_names = [
+        "gradient",
+        "clrp_contrast",
+        "clrp_three_kinds",
+        "clrp_same_image_again",
+        "zennit_epsilon_plus_flat",
+        "zennit_two_pass_clrp",
+    ]
+    med = time_rounds(main_names, args.device, args.batch, args.rounds)
+    cond_rounds = args.conditional_rounds
+    cond = time_rounds(["conditional_1", "conditional_64"], args.device, args.batch, cond_rounds)
+    mem = {}
+    for name in ("gradient", "clrp_contrast", "clrp_three_kinds"):
+        cmd = [sys.executable, __file__, "--memory-of", name, "--device", args.device]
+        cmd += ["--batch", str(args.batch), "--threads", str(args.threads)]
+        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}  # big blocks go back to the OS
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
+        mem[name] = tuple(int(v) for v in out.split())
+
+    g = med["gradient"]
+    print(f"VGG16 random weights, batch {args.batch}, {args.device}, {args.threads} threads, ")
+    print(f"median of {args.rounds} interleaved rounds ({cond_rounds} for conditional maps)\n")
+    print("| measurement | time (s) | ratio | target |")
+    print("|---|---|---|---|")
+    rows = [
+        ("plain gradient (input only)", g, 1.0, "1.0x"),
+        ("CLRP contrast map alone", med["clrp_contrast"], med["clrp_contrast"] / g, "<= 1.5x"),
+        (
+            "target + dual + contrast",
+            med["clrp_three_kinds"],
+            med["clrp_three_kinds"] / g,
+            "<= 2.0x",
+        ),
+        (
+            "CLRP again on the same image (cached forward)",
+            med["clrp_same_image_again"],
+            med["clrp_same_image_again"] / g,
+            "-",
+        ),
+        (
+            "zennit EpsilonPlusFlat, one class",
+            med["zennit_epsilon_plus_flat"],
+            med["zennit_epsilon_plus_flat"] / g,
+            "CLRP >= 2x faster",
+        ),
+        (
+            "zennit naive two-pass CLRP",
+            med["zennit_two_pass_clrp"],
+            med["zennit_two_pass_clrp"] / g,
+            "report",
+        ),
+    ]
+    for label, t, r, target in rows:
+        print(f"| {label} | {t:.3f} | {r:.2f}x | {target} |")
+    c1, c64 = cond["conditional_1"], cond["conditional_64"]
+    print(
+        f"| 64 conditional maps at features.28 vs one map | {c64:.3f} / {c1:.3f} | "
+        f"{c64 / c1:.1f}x | <= 24x |"
+    )
+    print()
+    speed_flat = med["zennit_epsilon_plus_flat"] / med["clrp_contrast"]
+    speed_two = med["zennit_two_pass_clrp"] / med["clrp_contrast"]
+    print(
+        f"CLRP is {speed_flat:.2f}x faster than zennit EpsilonPlusFlat (one class), "
+        f"{speed_two:.2f}x faster than naive two-pass zennit CLRP."
+    )
+    peak = {k: v[1] for k, v in mem.items()}
+    mib = {k: v / 2**20 for k, v in peak.items()}
+    print(
+        f"peak extra memory per call (MiB): gradient {mib['gradient']:.0f}, CLRP contrast "
+        f"{mib['clrp_contrast']:.0f} ({peak['clrp_contrast'] / peak['gradient']:.2f}x, target "
+        f"<= 2x), three kinds {mib['clrp_three_kinds']:.0f} "
+        f"({peak['clrp_three_kinds'] / peak['gradient']:.2f}x)"
+    )
+    weights = sum(p.numel() * p.element_size() for p in build("cpu", 1)[0].parameters())
+    print(
+        f"persistent engine cache (modified weights): {mem['clrp_contrast'][0] / 2**20:.0f} MiB "
+        f"(model weights: {weights / 2**20:.0f} MiB)"
+    )
+
+
+if __name__ == "__main__":
+    main()
