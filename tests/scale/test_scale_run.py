@@ -1,0 +1,274 @@
+"""explain_dataset on a real 2-worker LocalCluster: exactness, kill/interrupt and resume, errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import cloudpickle
+import dask.array
+import numpy as np
+import pytest
+import scale_tripwire as wire
+import torch
+import xarray as xr
+
+from clrp_widgets.engine import RelevanceEngine
+from clrp_widgets.engine.errors import ConfigError, InputError
+from clrp_widgets.scale import explain_dataset, neuron_stats
+from clrp_widgets.scale.store import completed
+from clrp_widgets.scale.worker import model_loads
+
+cloudpickle.register_pickle_by_value(wire)
+
+N, CHUNK, BOUNDS = 24, 4, (0.0, 1.0)
+METHODS = ("clrp1", "lrp")
+POISON_CHUNK = 4  # samples 16..19; image 17 carries the poison pixel
+KINDS = ("target", "dual", "contrast")
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as active,
+    ):
+        yield active
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    x = torch.rand(N, 3, 16, 16, generator=generator)
+    x[:, 0, 0, 0] = 0.25
+    x[17, 0, 0, 0] = wire.POISON
+    return x, torch.arange(N) % 5
+
+
+@pytest.fixture(scope="module")
+def reference(data) -> dict[str, np.ndarray]:
+    """The same chunks explained in this process, one thread, straight from the engine."""
+    x, t = data
+    engine = RelevanceEngine(wire.make_model(), rules="paper", input_bounds=BOUNDS)
+    parts: dict[str, list] = {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for start in range(0, N, CHUNK):
+            xb, tb = x[start : start + CHUNK], t[start : start + CHUNK]
+            for m, method in enumerate(METHODS):
+                kinds = ("target",) if method == "lrp" else KINDS
+                out = engine.run(xb, tb, contrast=method, kinds=kinds, capture="all")
+                if m == 0:
+                    parts.setdefault("logits", []).append(out.logits.numpy())
+                maps = {"heatmap": out.input.sum(dim=2)}
+                for name, capture in out.layers.items():
+                    rel = capture.relevance
+                    maps[name] = rel.sum(dim=tuple(range(3, rel.ndim))) if rel.ndim > 3 else rel
+                for key, value in maps.items():
+                    if method == "lrp":  # the store's convention: dual 0, contrast = target
+                        value = torch.cat([value, torch.zeros_like(value), value])
+                    parts.setdefault(f"{key}/{method}", []).append(value.numpy())
+    finally:
+        torch.set_num_threads(threads)
+    ref = {"logits": np.concatenate(parts.pop("logits"))}
+    for key in {k.split("/")[0] for k in parts}:
+        ref[key] = np.stack([np.concatenate(parts[f"{key}/{m}"], axis=1) for m in METHODS])
+    return ref
+
+
+def run(model, data, store, client, **kwargs):
+    settings = dict(methods=METHODS, client=client, chunk=CHUNK, progress=False)
+    return explain_dataset(model, data, store, input_bounds=BOUNDS, **{**settings, **kwargs})
+
+
+def assert_store_equals(store: Path, ref: dict[str, np.ndarray], data) -> None:
+    tree = xr.open_datatree(store, engine="zarr")
+    np.testing.assert_array_equal(tree["target"].values, data[1].numpy())
+    np.testing.assert_array_equal(tree["logits"].values, ref["logits"])
+    np.testing.assert_array_equal(tree["input/heatmap"].values, ref["heatmap"])
+    layers = tree.attrs["layers"]
+    assert set(layers) == set(ref) - {"logits", "heatmap"}
+    for name in layers:
+        stored = tree[f"layers/{name}/neuron_relevance"]
+        assert stored.dims == ("contrast", "kind", "sample", "channel")
+        np.testing.assert_array_equal(stored.values, ref[name])
+
+
+def chunk_hashes(data) -> list[str]:
+    return [wire.batch_hash(data[0][s : s + CHUNK]) for s in range(0, N, CHUNK)]
+
+
+def done_chunks(store: Path) -> int:
+    try:
+        return int((completed(store) != 0).sum())
+    except Exception:  # not created yet, or being moved into place
+        return 0
+
+
+def files_with_inodes(store: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(store)): (p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in store.rglob("*")
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def clean_run(client, data, tmp_path_factory):
+    """An uninterrupted run with a logging (not triggered) tripwire."""
+    folder = tmp_path_factory.mktemp("clean")
+    report = run(wire.armed_model(folder / "wire"), data, folder / "run.zarr", client)
+    return report, folder
+
+
+def test_store_equals_single_process_run(clean_run, client, data, reference):
+    report, folder = clean_run
+    assert (report.n_chunks, report.skipped, report.computed) == (6, 0, 6)
+    assert (completed(report.store) == report.run_id).all()
+    assert_store_equals(report.store, reference, data)
+    # every chunk was explained exactly once, and each worker built the model once at most
+    calls = wire.calls(folder / "wire")
+    per_chunk = [calls[h] for h in chunk_hashes(data)]
+    assert len(set(per_chunk)) == 1 and per_chunk[0] >= 1
+    loads = client.run(model_loads)
+    assert any(loads.values()) and all(n == 1 for w in loads.values() for n in w.values())
+
+
+def test_store_opens_with_xarray_and_carries_provenance(clean_run, data):
+    store = clean_run[0].store
+    root = xr.open_zarr(store)
+    assert isinstance(root.logits.data, dask.array.Array)
+    assert root.logits.chunks[0] == (CHUNK,) * (N // CHUNK)
+    assert list(root.contrast.values) == list(METHODS) and list(root.kind.values) == list(KINDS)
+    for key in ("package_version", "model", "model_fingerprint", "methods", "rules", "layers"):
+        assert root.attrs[key], key
+    assert root.attrs["data_fingerprint"] and root.attrs["config_hash"]
+    heat = xr.open_zarr(store, group="input").heatmap
+    assert heat.dims == ("contrast", "kind", "sample", "y", "x") and heat.shape[-2:] == (16, 16)
+    layer = root.attrs["layers"][0]
+    single = xr.open_zarr(store, group=f"layers/{layer}").neuron_relevance
+    assert single.sel(kind="contrast", contrast="clrp1").shape == (N, 4)
+
+
+def test_interrupted_client_resumes_without_recomputing(client, data, reference, tmp_path):
+    folder, store = tmp_path / "wire", tmp_path / "run.zarr"
+    model = wire.armed_model(folder)
+    (folder / "hold").touch()
+    running = threading.Event()
+
+    def interrupt_once_only_the_stalled_chunk_is_left() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if (folder / "held").exists() and done_chunks(store) == 5:
+                if running.is_set():
+                    os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does
+                return
+            time.sleep(0.05)
+        (folder / "abort").touch()  # give up: release the stalled task so the run fails
+        (folder / "hold").unlink()
+
+    watcher = threading.Thread(target=interrupt_once_only_the_stalled_chunk_is_left)
+    watcher.start()
+    running.set()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(model, data, store, client)
+    finally:
+        running.clear()
+        watcher.join()
+    first = completed(store)
+    assert (first != 0).sum() == 5 and first[POISON_CHUNK] == 0
+    with pytest.warns(UserWarning, match="unfinished"):
+        assert neuron_stats(store).attrs["samples"] == N - CHUNK
+    # end the stalled task (cancelled futures keep running on their worker) before resuming
+    (folder / "abort").touch()
+    (folder / "hold").unlink()
+    deadline = time.monotonic() + 60
+    while not (folder / "aborted").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    before = files_with_inodes(store)
+
+    report = run(wire.make_model(), data, store, client)
+
+    assert (report.skipped, report.computed) == (5, 1)
+    final = completed(store)
+    assert final[POISON_CHUNK] == report.run_id
+    np.testing.assert_array_equal(np.delete(final, POISON_CHUNK), np.delete(first, POISON_CHUNK))
+    after = files_with_inodes(store)
+    assert {path: after[path] for path in before} == before  # no finished chunk was rewritten
+    assert len(after) > len(before)
+    assert_store_equals(store, reference, data)
+
+
+def test_killed_worker_loses_no_chunk(clean_run, client, data, reference, tmp_path):
+    folder, store = tmp_path / "wire", tmp_path / "run.zarr"
+    model = wire.armed_model(folder)
+    (folder / "kill").touch()
+    report = run(model, data, store, client)
+    assert not (folder / "kill").exists()  # a worker claimed it and SIGKILLed itself
+    assert (report.skipped, report.computed) == (0, 6)
+    assert_store_equals(store, reference, data)
+    clean, killed = wire.calls(clean_run[1] / "wire"), wire.calls(folder)
+    hashes = chunk_hashes(data)
+    poison = hashes[POISON_CHUNK]
+    assert killed[poison] == clean[poison] + 1  # the killed attempt, then one full retry
+    assert len(wire.pids(folder, poison)) == 2
+    assert [killed[h] for h in hashes if h != poison] == [clean[h] for h in hashes if h != poison]
+
+
+def test_other_settings_on_a_store_are_refused(clean_run, client, data):
+    store = clean_run[0].store
+    before = files_with_inodes(store)
+    with pytest.raises(ConfigError, match=r"other settings \(methods: stored"):
+        run(wire.make_model(), data, store, client, methods=("clrp2",))
+    with pytest.raises(ConfigError, match="chunk: stored 4, now 6"):
+        run(wire.make_model(), data, store, client, chunk=6)
+    other = (data[0].flip(0), data[1])
+    with pytest.raises(ConfigError, match="data_fingerprint"):
+        run(wire.make_model(), other, store, client)
+    retrained = wire.make_model()
+    retrained[0].bias.add_(0.1)
+    with pytest.raises(ConfigError, match="model_fingerprint"):
+        run(retrained, data, store, client)
+    assert files_with_inodes(store) == before
+
+
+def test_bad_store_paths_give_clear_errors(data, tmp_path):
+    model = wire.make_model()
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(InputError, match="is a file"):
+        run(model, data, tmp_path / "a_file", None)
+    with pytest.raises(InputError, match="does not exist; create it first"):
+        run(model, data, tmp_path / "missing" / "run.zarr", None)
+    with pytest.raises(InputError, match="local directory path"):
+        run(model, data, "s3://bucket/run.zarr", None)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("x")
+    with pytest.raises(ConfigError, match="not a clrp-widgets store"):
+        run(model, data, tmp_path / "notes", None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "notes"]
+
+
+def test_bad_arguments_fail_before_any_work(data, tmp_path):
+    model, store = wire.make_model(), tmp_path / "run.zarr"
+    with pytest.raises(InputError, match="target 7 is out of range"):
+        run(model, (data[0], torch.full((N,), 7)), store, None)
+    with pytest.raises(ConfigError, match="unknown method 'clrp3'"):
+        run(model, data, store, None, methods=("clrp3",))
+    with pytest.raises(InputError, match="chunk must be a positive int"):
+        run(model, data, store, None, chunk=0)
+    with pytest.raises(InputError, match="bundle must be"):
+        run("shapes", data, store, None)
+    assert not store.exists()
