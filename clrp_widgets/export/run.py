@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -10,7 +11,10 @@ from nbclient.exceptions import CellExecutionError
 from nbformat import NotebookNode
 
 from clrp_widgets.engine.errors import CLRPError, InputError
+from clrp_widgets.export.assets import WIDGET_STATE_MIME
 from clrp_widgets.export.exporter import ClrpHTMLExporter
+
+WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 
 
 class NotebookExecutionError(CLRPError, RuntimeError):
@@ -22,6 +26,15 @@ def _failing_cell(nb: NotebookNode) -> tuple[int, NotebookNode] | None:
         if any(out.get("output_type") == "error" for out in cell.get("outputs", [])):
             return index, cell
     return None
+
+
+def _has_widget_views_without_state(nb: NotebookNode) -> bool:
+    views = any(
+        WIDGET_VIEW_MIME in out.get("data", {})
+        for cell in nb.cells
+        for out in cell.get("outputs", [])
+    )
+    return views and WIDGET_STATE_MIME not in nb.metadata.get("widgets", {})
 
 
 def execute_notebook(
@@ -91,6 +104,13 @@ def export_notebook(
     nb = nbformat.read(source, as_version=4)
     if execute:
         nb = execute_notebook(nb, source.resolve().parent, timeout=timeout)
+    elif _has_widget_views_without_state(nb):
+        warnings.warn(
+            f"{source} shows widgets but holds no saved widget state, so they will be blank in "
+            "the HTML: export without --no-execute, or save the widget state in Jupyter "
+            "(Settings > Save Widget State Automatically) before exporting.",
+            stacklevel=2,
+        )
     html, _ = ClrpHTMLExporter().from_notebook_node(nb, {"metadata": {"name": source.stem}})
     target = Path(output)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -145,3 +145,17 @@ def test_no_execute_exports_the_saved_notebook_and_missing_files_are_input_error
     with pytest.raises(ValueError, match=r"existing \.ipynb"):
         export_notebook(tmp_path / "missing.ipynb", tmp_path / "x.html")
     assert issubclass(NotebookExecutionError, RuntimeError)
+
+
+@pytest.mark.filterwarnings("ignore:Your element with mimetype:UserWarning")  # nbconvert's own
+def test_no_execute_warns_when_widget_views_have_no_saved_state(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    view = {"model_id": "abc", "version_major": 2, "version_minor": 0}
+    output = nbformat.v4.new_output(
+        "display_data", data={"application/vnd.jupyter.widget-view+json": view}
+    )
+    nb.cells = [nbformat.v4.new_code_cell("w.IntSlider()", outputs=[output])]
+    notebook = tmp_path / "unsaved.ipynb"
+    nbformat.write(nb, notebook)
+    with pytest.warns(UserWarning, match="no saved widget state"):
+        export_notebook(notebook, tmp_path / "unsaved.html", execute=False)
