@@ -160,3 +160,36 @@ def test_layer_activations_are_module_outputs(cnn, x):
     torch.testing.assert_close(out.layers["3"].activation, a3)
     torch.testing.assert_close(out.layers["11"].activation, out.logits)
     assert out.layers["8"].relevance.shape == (1, 2, 20)
+
+
+@pytest.mark.parametrize("contrast", ["clrp1", "clrp2", "sglrp"])
+def test_per_sample_targets_equal_single_sample_runs(contrast):
+    model = make_cnn(bias=True, seed=31)
+    x = make_input(3, seed=32)
+    engine = RelevanceEngine(model, input_bounds=B)
+    batch = engine.run(x, [1, 4, 1], contrast, kinds=("target", "dual", "contrast"))
+    for i, t in enumerate([1, 4, 1]):
+        one = RelevanceEngine(model, input_bounds=B).run(
+            x[i : i + 1], t, contrast, kinds=("target", "dual", "contrast")
+        )
+        torch.testing.assert_close(batch.input[:, i], one.input[:, 0], rtol=1e-5, atol=1e-7)
+
+
+def test_clrp2_with_a_convolutional_logit_layer():
+    torch.manual_seed(33)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1, bias=False),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Conv2d(4, 5, 1, bias=False),
+        nn.Flatten(),
+    ).eval()
+    x = make_input(1, seed=34)
+    t = 2
+    dense = nn.Sequential(*list(model)[:3], nn.Flatten(), nn.Linear(4, 5, bias=False)).eval()
+    with torch.no_grad():
+        dense[-1].weight.copy_(model[3].weight.reshape(5, 4))
+    conv_out = cw.clrp(model, x, t, variant="clrp2", input_bounds=B)
+    dense_out = cw.clrp(dense, x, t, variant="clrp2", input_bounds=B)
+    torch.testing.assert_close(conv_out, dense_out)
+    assert conv_out.abs().sum() > 0
