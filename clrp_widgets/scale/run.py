@@ -21,13 +21,13 @@ import xarray as xr
 
 from clrp_widgets.engine import RelevanceEngine
 from clrp_widgets.engine.errors import ConfigError, InputError
+from clrp_widgets.models.loaders import MODEL_NAMES
 from clrp_widgets.scale import store as zstore
 from clrp_widgets.scale.data import SampleTable, sample_table
 from clrp_widgets.scale.worker import EngineSpec, ModelPlugin, explain_chunk, model_fingerprint
 
 log = logging.getLogger("clrp_widgets.scale")
 CONTRASTS = ("lrp", "clrp1", "clrp2", "sglrp")
-SHIPPED_MODELS = ("shapes", "vgg16", "vgg16_bn", "alexnet", "resnet50")
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def explain_dataset(
         methods=tuple(_label(m) for m in contrasts),
         layers=channels,
     )
-    by_name = name in SHIPPED_MODELS
+    by_name = name in MODEL_NAMES  # cw.load_model(name) gives it on every worker
     # pickled here: dask's own torch serialiser loses the module's hook dictionaries
     pickled = None if by_name else cloudpickle.dumps(model)
     spec = EngineSpec(
@@ -269,7 +269,7 @@ def _client(client: Any, n_workers: int | None) -> Iterator[Any]:
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",  # its HTTP server: loopback, any free port
         ) as cluster,
         Client(cluster) as own,
     ):

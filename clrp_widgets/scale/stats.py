@@ -35,10 +35,11 @@ def neuron_stats(store: str | os.PathLike, by: str = "class", kind: str = "contr
     xarray.Dataset
         Dimensions ``(contrast, class, layer, channel)``:
 
-        - ``mean``, ``std`` (contrast, class, layer, channel) float32: over the class's samples
+        - ``mean_relevance``, ``std_relevance`` (contrast, class, layer, channel) float32: over
+          the class's samples
           (std with ddof=0). ``channel`` runs to the widest layer; a layer's channels beyond its
           width (``n_channels``) are NaN.
-        - ``count`` (class) int: samples per class.
+        - ``n_samples`` (class) int: samples per class.
         - coordinates ``contrast`` (the methods), ``class`` (only classes with samples),
           ``class_name`` (class),
           ``layer`` (module names in forward order), ``n_channels`` (layer), ``channel``.
@@ -51,7 +52,7 @@ def neuron_stats(store: str | os.PathLike, by: str = "class", kind: str = "contr
     >>> stats = cw.scale.neuron_stats("shapes.zarr")
     >>> one = stats.sel({"class": 3, "layer": "features.3", "contrast": "clrp1"}).compute()
     >>> one = one.isel(channel=slice(0, int(one.n_channels)))
-    >>> one.mean.sortby(one.mean, ascending=False)[:5]
+    >>> one.mean_relevance.sortby(one.mean_relevance, ascending=False)[:5]
     """
     if by not in GROUPINGS:
         raise ConfigError(f"by must be one of {', '.join(GROUPINGS)}; got {by!r}")
@@ -72,12 +73,11 @@ def neuron_stats(store: str | os.PathLike, by: str = "class", kind: str = "contr
     layers = list(root.attrs["layers"])
     parts = [_layer_stats(path, name, samples, labels, kind) for name in layers]
     stats = xr.concat(parts, dim=pd.Index(layers, name="layer"), join="outer")
+    stats = stats.transpose("contrast", "class", "layer", "channel")
     classes = stats["class"].values
-    count = xr.DataArray(
-        np.bincount(labels, minlength=root.sizes["class"])[classes], dims="class", name="count"
-    )
+    counts = np.bincount(labels, minlength=root.sizes["class"])[classes]
     return (
-        stats.assign(count=count)
+        stats.assign(n_samples=("class", counts))
         .assign_coords(
             class_name=("class", root.class_name.values[classes]),
             n_channels=("layer", [parts[i].sizes["channel"] for i in range(len(layers))]),
@@ -112,4 +112,6 @@ def _layer_stats(
     )
     relevance = relevance.isel(sample=samples).assign_coords({"class": ("sample", labels)})
     groups = relevance.groupby("class")
-    return xr.Dataset({"mean": groups.mean("sample"), "std": groups.std("sample")})
+    return xr.Dataset(
+        {"mean_relevance": groups.mean("sample"), "std_relevance": groups.std("sample")}
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import threading
@@ -16,6 +17,7 @@ import scale_tripwire as wire
 import torch
 import xarray as xr
 
+import clrp_widgets as cw
 from clrp_widgets.engine import RelevanceEngine
 from clrp_widgets.engine.errors import ConfigError, InputError
 from clrp_widgets.scale import explain_dataset, neuron_stats
@@ -40,7 +42,7 @@ def client():
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",  # its HTTP server: loopback, any free port
         ) as cluster,
         Client(cluster) as active,
     ):
@@ -56,16 +58,14 @@ def data() -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.arange(N) % 5
 
 
-@pytest.fixture(scope="module")
-def reference(data) -> dict[str, np.ndarray]:
+def explain_in_process(model, x, t, bounds) -> dict[str, np.ndarray]:
     """The same chunks explained in this process, one thread, straight from the engine."""
-    x, t = data
-    engine = RelevanceEngine(wire.make_model(), rules="paper", input_bounds=BOUNDS)
+    engine = RelevanceEngine(model, rules="paper", input_bounds=bounds)
     parts: dict[str, list] = {}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        for start in range(0, N, CHUNK):
+        for start in range(0, len(t), CHUNK):
             xb, tb = x[start : start + CHUNK], t[start : start + CHUNK]
             for m, method in enumerate(METHODS):
                 kinds = ("target",) if method == "lrp" else KINDS
@@ -88,14 +88,19 @@ def reference(data) -> dict[str, np.ndarray]:
     return ref
 
 
+@pytest.fixture(scope="module")
+def reference(data) -> dict[str, np.ndarray]:
+    return explain_in_process(wire.make_model(), *data, BOUNDS)
+
+
 def run(model, data, store, client, **kwargs):
     settings = dict(methods=METHODS, client=client, chunk=CHUNK, progress=False)
     return explain_dataset(model, data, store, input_bounds=BOUNDS, **{**settings, **kwargs})
 
 
-def assert_store_equals(store: Path, ref: dict[str, np.ndarray], data) -> None:
+def assert_store_equals(store: Path, ref: dict[str, np.ndarray], targets) -> None:
     tree = xr.open_datatree(store, engine="zarr")
-    np.testing.assert_array_equal(tree["target"].values, data[1].numpy())
+    np.testing.assert_array_equal(tree["target"].values, np.asarray(targets))
     np.testing.assert_array_equal(tree["logits"].values, ref["logits"])
     np.testing.assert_array_equal(tree["input/heatmap"].values, ref["heatmap"])
     layers = tree.attrs["layers"]
@@ -137,7 +142,7 @@ def test_store_equals_single_process_run(clean_run, client, data, reference):
     report, folder = clean_run
     assert (report.n_chunks, report.skipped, report.computed) == (6, 0, 6)
     assert (completed(report.store) == report.run_id).all()
-    assert_store_equals(report.store, reference, data)
+    assert_store_equals(report.store, reference, data[1])
     # every chunk was explained exactly once, and each worker built the model once at most
     calls = wire.calls(folder / "wire")
     per_chunk = [calls[h] for h in chunk_hashes(data)]
@@ -209,7 +214,7 @@ def test_interrupted_client_resumes_without_recomputing(client, data, reference,
     after = files_with_inodes(store)
     assert {path: after[path] for path in before} == before  # no finished chunk was rewritten
     assert len(after) > len(before)
-    assert_store_equals(store, reference, data)
+    assert_store_equals(store, reference, data[1])
 
 
 def test_killed_worker_loses_no_chunk(clean_run, client, data, reference, tmp_path):
@@ -219,7 +224,7 @@ def test_killed_worker_loses_no_chunk(clean_run, client, data, reference, tmp_pa
     report = run(model, data, store, client)
     assert not (folder / "kill").exists()  # a worker claimed it and SIGKILLed itself
     assert (report.skipped, report.computed) == (0, 6)
-    assert_store_equals(store, reference, data)
+    assert_store_equals(store, reference, data[1])
     clean, killed = wire.calls(clean_run[1] / "wire"), wire.calls(folder)
     hashes = chunk_hashes(data)
     poison = hashes[POISON_CHUNK]
@@ -272,3 +277,77 @@ def test_bad_arguments_fail_before_any_work(data, tmp_path):
     with pytest.raises(InputError, match="bundle must be"):
         run("shapes", data, store, None)
     assert not store.exists()
+
+
+def test_shipped_model_loads_by_name_once_per_worker(client, tmp_path):
+    bundle, scenes = cw.load_model("shapes"), cw.scenes(5, seed=3)
+    report = explain_dataset(
+        bundle,
+        scenes,
+        tmp_path / "s.zarr",
+        client=client,
+        chunk=CHUNK,
+        methods=METHODS,
+        progress=False,
+    )
+    image, target = np.nonzero(scenes.labels.values)
+    assert report.computed == report.n_chunks == -(-len(target) // CHUNK)
+    loads = [w.get("shapes", 0) for w in client.run(model_loads).values()]
+    assert max(loads) == 1 and sum(loads) >= 1
+    tree = report.open()
+    np.testing.assert_array_equal(tree["image"].values, image)
+    assert list(tree["class_name"].values) == list(bundle.class_names)
+    ref = explain_in_process(
+        bundle.model, scenes.tensor()[image], torch.from_numpy(target), bundle.input_bounds
+    )
+    assert_store_equals(report.store, ref, target)
+
+
+def test_without_a_client_a_local_cluster_is_started_and_closed(data, reference, tmp_path):
+    before = set(multiprocessing.active_children())
+    report = run(wire.make_model(), data, tmp_path / "own.zarr", None, n_workers=1)
+    assert (report.skipped, report.computed) == (0, 6)
+    assert_store_equals(report.store, reference, data[1])
+    assert set(multiprocessing.active_children()) <= before  # its worker process is gone
+
+
+def test_neuron_stats_are_per_class_means_and_stds(clean_run, reference, data):
+    stats = neuron_stats(clean_run[0].store)
+    dims = ("contrast", "class", "layer", "channel")
+    assert stats.mean_relevance.dims == stats.std_relevance.dims == dims
+    assert isinstance(stats.mean_relevance.data, dask.array.Array)  # lazy until computed
+    stats = stats.compute()
+    targets = data[1].numpy()
+    assert list(stats["n_samples"].values) == list(np.bincount(targets))
+    assert list(stats.layer.values) == clean_run[0].open().attrs["layers"]
+    for layer in stats.layer.values:
+        contrast = reference[layer][:, 2]  # (contrast, sample, channel)
+        width = contrast.shape[-1]
+        assert int(stats.n_channels.sel(layer=layer)) == width
+        for c in range(5):
+            one = stats.sel({"class": c, "layer": layer})
+            members = contrast[:, targets == c]
+            mean, std = one.mean_relevance[:, :width], one.std_relevance[:, :width]
+            np.testing.assert_allclose(mean, members.mean(1), rtol=1e-5, atol=1e-8)
+            np.testing.assert_allclose(std, members.std(1), rtol=1e-4, atol=1e-8)
+            assert np.isnan(one.mean_relevance.values[:, width:]).all()
+    # the docstring's recipe: one class and layer, its own channels only
+    layer = stats.layer.values[2]
+    one = stats.sel({"class": 3, "layer": layer, "contrast": "clrp1"})
+    one = one.isel(channel=slice(0, int(one.n_channels)))
+    assert one.mean_relevance.shape == (reference[layer].shape[-1],)
+
+
+def test_neuron_stats_other_groupings_and_errors(clean_run, reference, tmp_path):
+    store = clean_run[0].store
+    predicted = reference["logits"].argmax(1)
+    stats = neuron_stats(store, by="predicted", kind="target")
+    assert stats.attrs["by"] == "predicted" and stats.attrs["kind"] == "target"
+    counts = np.bincount(predicted, minlength=5)
+    assert list(stats["n_samples"].values) == [n for n in counts if n]
+    with pytest.raises(ConfigError, match="by must be one of"):
+        neuron_stats(store, by="image")
+    with pytest.raises(ConfigError, match="kind must be one of"):
+        neuron_stats(store, kind="clipped")
+    with pytest.raises(InputError, match="no store at"):
+        neuron_stats(tmp_path / "nothing.zarr")
