@@ -50,7 +50,6 @@ demo: setup
 demo-html: setup
 	mkdir -p build
 	$(PY) -m clrp_widgets.export notebooks/quickstart.ipynb -o build/quickstart.html
-	@echo "wrote build/quickstart.html (self-contained; open it offline)"
 
 bench: setup
 	$(PY) bench/engine.py
