@@ -21,20 +21,27 @@ QUICKSTART = Path(__file__).resolve().parents[2] / "notebooks" / "quickstart.ipy
 EVIL = "<img src=x onerror=alert(1)>"
 OBSERVER = """
 import json, pathlib
+import numpy as np
 explorer.add_class("under-test")
 _log = pathlib.Path("explorer_state.jsonl")
 _keys = ("target", "contrast", "rules", "layer", "channels", "pixel", "neuron_mode", "map_version")
 
 def _record(change=None):
+    state = {k: getattr(explorer, k) for k in _keys}
+    heat = np.frombuffer(explorer.heatmap.maps, np.float32).reshape(explorer.heatmap.height, -1)
+    state["peak"] = [int(i) for i in np.unravel_index(np.argmax(heat), heat.shape)]
+    state["size"] = [explorer.heatmap.height, explorer.heatmap.width]
     with _log.open("a") as f:
-        f.write(json.dumps({k: getattr(explorer, k) for k in _keys}) + "\\n")
+        f.write(json.dumps(state) + "\\n")
 
 explorer.observe(_record, names=["map_version", "pixel"])
 _record()
 """
 HOSTILE = f"""
-hostile = cw.Explainer(bundle, class_names=[{EVIL!r}, *bundle.class_names[1:]])
-hostile_explorer = cw.Explorer(hostile, image, target=0)
+names = list(bundle.class_names)
+names[objects[0]] = {EVIL!r}  # a class the model finds, so it is in the top-5 too
+hostile = cw.Explainer(bundle, class_names=names)
+hostile_explorer = cw.Explorer(hostile, image, target=objects[0])
 hostile_explorer.add_class("hostile")
 hostile_explorer
 """
@@ -105,15 +112,16 @@ def test_explorer_clicks_in_jupyterlab(lab_server, page):
     assert state["channels"] == _data(pair, "channels") and state["channels"][0] == first[0]
     assert "correlation" in ut.locator(".clrp-neuron-view .clrp-caption").inner_text()
 
-    # 3. a heatmap pixel: the neuron list fills
+    # 3. a heatmap pixel (the most relevant one): the neuron list fills
     wrap = ut.locator(".clrp-main-map .clrp-canvas-wrap").first
     box = wrap.bounding_box()
-    wrap.click(position={"x": box["width"] * 0.4, "y": box["height"] * 0.6})
+    (py, px), (h, w) = start["peak"], start["size"]
+    wrap.click(position={"x": box["width"] * (px + 0.5) / w, "y": box["height"] * (py + 0.5) / h})
     listed = ut.locator(".clrp-main-map .clrp-heatmap:not([data-pixel-neurons='0'])")
     listed.wait_for(timeout=30_000)
     ut.locator(".clrp-main-map .clrp-neuron").first.wait_for(timeout=10_000)
     pixel = _data(ut.locator(".clrp-main-map .clrp-heatmap"), "pixel")
-    assert len(pixel) == 2 and _kernel_state(log, lambda s: s["pixel"] == pixel)
+    assert pixel == start["peak"] and _kernel_state(log, lambda s: s["pixel"] == pixel)
 
     # 4. CLRP2: the map changes
     before = main.locator("canvas").first.evaluate("c => c.toDataURL()")
