@@ -107,7 +107,7 @@ class NeuronBarsChart:
                 bq.Axis(scale=self.bars.scales["y"], side="left", tick_format=".2g"),
             ],
             title="neuron relevance (click a bar: conditional map; a second bar: compare)",
-            legend_location="top-right",
+            legend_location="top",
             fig_margin={"top": 40, "bottom": 60, "left": 60, "right": 10},
             layout={"width": "100%", "height": "260px"},
         )

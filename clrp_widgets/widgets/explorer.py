@@ -389,6 +389,9 @@ class Explorer(w.VBox):
             ]
         )
         header = w.HBox([self.top5.figure, pickers])
+        small = self.neuron_view.display_size
+        self.heatmap.layout.width = f"{max(self.heatmap.display_size + 40, 340)}px"
+        self.neuron_view.layout.min_width = f"{3 * (small + 12)}px"  # A, B and A − B in a row
         self.neuron_view.layout.margin = "0 0 0 24px"
         maps = w.HBox([self.heatmap, self.neuron_view])
         layer = w.HBox([self.layer_picker, self.mode_picker])
