@@ -31,6 +31,7 @@ def _record(change=None):
     heat = np.frombuffer(explorer.heatmap.maps, np.float32).reshape(explorer.heatmap.height, -1)
     state["peak"] = [int(i) for i in np.unravel_index(np.argmax(heat), heat.shape)]
     state["size"] = [explorer.heatmap.height, explorer.heatmap.width]
+    state["bars"] = explorer.bars.channels
     with _log.open("a") as f:
         f.write(json.dumps(state) + "\\n")
 
@@ -45,6 +46,12 @@ hostile_explorer = cw.Explorer(hostile, image, target=objects[0])
 hostile_explorer.add_class("hostile")
 hostile_explorer
 """
+RAPID_CLICKS = """() => {
+  const groups = document.querySelectorAll(".under-test .clrp-neuron-bars .bargroup");
+  for (const i of [7, 8, 9, 10]) {
+    groups[i].querySelector("rect.bar").dispatchEvent(new MouseEvent("click", { bubbles: true }));
+  }
+}"""
 KERNEL_IDLE = """() => {
   const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
   const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
@@ -112,6 +119,15 @@ def test_explorer_clicks_in_jupyterlab(lab_server, page):
     assert state["channels"] == _data(pair, "channels") and state["channels"][0] == first[0]
     assert "correlation" in ut.locator(".clrp-neuron-view .clrp-caption").inner_text()
 
+    # 2b. rapid clicks on four bars: only the last two are shown, never a stale map
+    page.evaluate(RAPID_CLICKS)
+    want = start["bars"][9:11]
+    compact = json.dumps(want, separators=(",", ":"))  # as JSON.stringify writes it
+    settled = ut.locator(f".clrp-neuron-view .clrp-heatmap[data-channels='{compact}']")
+    settled.wait_for(timeout=30_000)
+    state = _kernel_state(log, lambda s: s["channels"] == want)
+    assert _data(settled, "map-version") == state["map_version"]
+
     # 3. a heatmap pixel (the most relevant one): the neuron list fills
     wrap = ut.locator(".clrp-main-map .clrp-canvas-wrap").first
     box = wrap.bounding_box()
@@ -134,6 +150,7 @@ def test_explorer_clicks_in_jupyterlab(lab_server, page):
         _kernel_state(log, lambda s: s["contrast"] == "clrp2")["map_version"] > start["map_version"]
     )
 
+    assert main.get_attribute("data-busy") == "0"  # no progress bar left behind
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     ut.screenshot(path=str(ARTIFACTS / "explorer_lab.png"))
     page.screenshot(path=str(ARTIFACTS / "explorer_lab_page.png"), full_page=True)
