@@ -248,3 +248,26 @@ def test_nested_module_names_on_torchvision_resnet18(tmp_path) -> None:
     assert ledger["target"] == pytest.approx(1, rel=1e-4)  # BatchNorm merged, sums split
     tree.to_zarr(tmp_path / "r.zarr")
     assert open_tree(tmp_path / "r.zarr").identical(tree)
+
+
+@pytest.mark.filterwarnings("ignore:The data type")
+@pytest.mark.filterwarnings("ignore:Consolidated metadata")
+def test_shipped_shapes_model_end_to_end(tmp_path) -> None:
+    bundle = cw.load_model("shapes")
+    ex = cw.Explainer(bundle)
+    scenes = cw.scenes(2, seed=11)
+    x = scenes.tensor()
+    names = scenes.labels["class_name"].values
+    present = [str(names[row.argmax()]) for row in scenes.labels.values]
+    probs = ex.predict(x)
+    assert probs["class_name"].values.tolist() == list(bundle.class_names)
+    tree = ex.explain(x, present, contrast="clrp2")
+    assert tree["class_name"].values.tolist() == list(bundle.class_names)
+    assert list(tree["layers"].children) == ex.layer_names
+    assert decode_attrs(tree.attrs)["model"] == bundle.name
+    for path in ["input", *(f"layers/{n}" for n in ex.layer_names)]:
+        ledger = decode_attrs(tree[path].attrs)["conservation"]
+        assert ledger["target"] == pytest.approx(1, rel=1e-3), path
+    assert ex.baseline(x, present, "gradcam").shape == (2, *x.shape[-2:])
+    tree.to_zarr(tmp_path / "shapes.zarr")
+    assert open_tree(tmp_path / "shapes.zarr").identical(tree)
