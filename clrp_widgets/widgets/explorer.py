@@ -24,11 +24,10 @@ from typing import Any
 
 import ipywidgets as w
 import numpy as np
-import torch
 import traitlets as t
 from PIL import Image
 
-from clrp_widgets.engine.errors import ConfigError, InputError
+from clrp_widgets.engine.errors import ConfigError
 from clrp_widgets.widgets.charts import NeuronBarsChart, TopClassesChart
 from clrp_widgets.widgets.heatmap import HeatmapView
 from clrp_widgets.widgets.maps import (
@@ -42,6 +41,8 @@ from clrp_widgets.widgets.maps import (
 )
 from clrp_widgets.widgets.runner import Job, LatestRunner
 from clrp_widgets.widgets.session import ExplainSession, View
+from clrp_widgets.widgets.sources import as_input, default_layer, explainers
+from clrp_widgets.widgets.thumbnails import ThumbnailGrid
 
 CONTRASTS = [
     ("LRP", "lrp"),
@@ -76,61 +77,6 @@ _VIEW_TRAITS = [
     "pixel",
     "neuron_mode",
 ]
-
-
-def _as_input(image: Any, bundle: Any) -> torch.Tensor:
-    """A (1, C, H, W) float tensor from a tensor, DataArray, numpy array or PIL image."""
-    if hasattr(image, "dims") and hasattr(image, "values"):  # xarray.DataArray
-        image = torch.as_tensor(np.asarray(image.values))
-    if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[0] in (1, 3):
-        image = torch.as_tensor(image)
-    if not isinstance(image, torch.Tensor):
-        preprocess = getattr(bundle, "preprocess", None)
-        if preprocess is None:
-            raise InputError(
-                f"cannot turn a {type(image).__name__} into model input without a bundle's "
-                "preprocess; pass a (C, H, W) tensor or a ModelBundle from cw.load_model"
-            )
-        image = preprocess(image)
-    x = image.detach().to(torch.float32)
-    if x.ndim == 3:
-        x = x.unsqueeze(0)
-    if x.ndim != 4 or x.shape[0] != 1:
-        raise InputError(
-            f"the Explorer shows one image, got shape {tuple(x.shape)}; pass (C, H, W) or "
-            "(1, C, H, W), e.g. images[0]"
-        )
-    return x
-
-
-def _explainers(source: Any, rules: str | None) -> tuple[Any, Any, str, Any]:
-    """(rules -> Explainer, the first Explainer, its rules name, the bundle or None).
-
-    A user's Explainer is kept as is; one with a custom rules mapping is offered as "custom".
-    """
-    from clrp_widgets.explainer import Explainer
-
-    if isinstance(source, Explainer):
-        own = source.rules if isinstance(source.rules, str) else "custom"
-
-        def make(name: str) -> Explainer:
-            if name == own:
-                return source
-            return Explainer(
-                source.model,
-                rules=name,
-                input_bounds=source.input_bounds,
-                class_names=source.class_names,
-            )
-
-        rules = rules or own
-        return make, make(rules), rules, None
-
-    def build(name: str) -> Explainer:
-        return Explainer(source, rules=name)
-
-    rules = rules or "paper"
-    return build, build(rules), rules, (source if hasattr(source, "model") else None)
 
 
 class Explorer(w.VBox):
@@ -192,9 +138,9 @@ class Explorer(w.VBox):
         display_size: int = 256,
         dataset_stats: Any = None,
     ) -> None:
-        make, first, rules, bundle = _explainers(bundle_or_explainer, rules)
+        make, first, rules, bundle = explainers(bundle_or_explainer, rules)
         self.rules_options = RULES if rules in RULES else [rules, *RULES]
-        self.session = ExplainSession(make, _as_input(image, bundle), {rules: first})
+        self.session = ExplainSession(make, as_input(image, bundle), {rules: first})
         probs = self.session.probs(rules)
         names = first.class_names or [f"class {i}" for i in range(len(probs))]
         self.class_names = [str(n) for n in names]
@@ -204,7 +150,7 @@ class Explorer(w.VBox):
         class_b = class_b if class_b is not None else next(c for c in ranked if c != target)
         self._check_choice(contrast, [v for _, v in CONTRASTS], "contrast")
         self._check_choice(rules, self.rules_options, "rules")
-        layer = layer or _default_layer(first)
+        layer = layer or default_layer(first)
         self._check_choice(layer, self.layer_names, "layer")
         self._image = display_image(self.session.x[0].numpy(), getattr(first, "input_bounds", None))
         self.dataset_stats = dataset_stats
@@ -363,8 +309,6 @@ class Explorer(w.VBox):
         self.heatmap.observe(self._follow_display, names=["mode", "opacity", "show_image"])
         self.bars = NeuronBarsChart()
         self.bars.on_click(self.toggle_channel)
-        from clrp_widgets.widgets.thumbnails import ThumbnailGrid
-
         self.thumbs = ThumbnailGrid()
         self.thumbs.on_click(self.toggle_channel)
 
@@ -608,13 +552,6 @@ class Explorer(w.VBox):
             self.status.value = f"saved {path.resolve()}"
         except Exception as exc:  # shown to the user, who can fix the path
             self.status.value = f"could not save: {exc}"
-
-
-def _default_layer(explainer: Any) -> str:
-    """The last Conv2d of the model (the paper's neuron layer), else the last capturable layer."""
-    modules = dict(explainer.model.named_modules())
-    convs = [n for n in explainer.layer_names if isinstance(modules.get(n), torch.nn.Conv2d)]
-    return (convs or list(explainer.layer_names))[-1]
 
 
 def demo(seed: int = 0, **kwargs: Any) -> Explorer:
