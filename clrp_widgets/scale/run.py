@@ -23,6 +23,7 @@ from clrp_widgets.engine import RelevanceEngine
 from clrp_widgets.engine.errors import ConfigError, InputError
 from clrp_widgets.models.loaders import MODEL_NAMES
 from clrp_widgets.scale import store as zstore
+from clrp_widgets.scale.cluster import local_cluster
 from clrp_widgets.scale.data import SampleTable, sample_table
 from clrp_widgets.scale.worker import EngineSpec, ModelPlugin, explain_chunk, model_fingerprint
 
@@ -84,7 +85,8 @@ def explain_dataset(
     ----------
     bundle : cw.ModelBundle or torch.nn.Module
         The model. A bundle from ``cw.load_model(name)`` is loaded by name on each worker (once
-        per worker process); any other model is shipped to each worker once (broadcast).
+        per worker process); any other model is pickled and handed to each worker once, by a
+        worker plugin (which also reaches workers that restart or join mid-run).
     data : cw.scenes(...) result, (images, targets) or an iterable of (images, targets) batches
         Scenes give one sample per class present in each image (the ``image`` variable says which
         image). ``images`` is a float (N, C, H, W) tensor in the model's input range; ``targets``
@@ -103,8 +105,10 @@ def explain_dataset(
         Layers whose per-channel (neuron) relevance is stored; "all" = every Conv2d, Linear and
         pooling module.
     client : distributed.Client, optional
-        Use this cluster (any size). Without it a LocalCluster of ``n_workers`` processes
-        (default ``min(4, cpu_count)``, one thread each, on 127.0.0.1) is started and closed.
+        Use this cluster (any size). Without it ``local_cluster(n_workers)`` (worker processes
+        with one thread each on 127.0.0.1, default ``min(4, cpu_count)``) is started and closed.
+        For your own cluster, ``cw.scale.local_cluster`` avoids dask's malloc setting that
+        halves torch's speed.
     chunk : int
         Samples per task and per zarr chunk.
     progress : bool
@@ -121,11 +125,14 @@ def explain_dataset(
 
     Examples
     --------
-    >>> bundle = cw.load_model("shapes")
-    >>> report = cw.scale.explain_dataset(bundle, cw.scenes(1000), "shapes.zarr", chunk=32)
-    >>> report.skipped, report.computed
-    (0, 72)
-    >>> xr.open_zarr("shapes.zarr", group="layers/features.3").neuron_relevance
+    In a script, call it under ``if __name__ == "__main__":`` (dask starts worker processes by
+    spawning, which re-imports the script)::
+
+        bundle = cw.load_model("shapes")
+        report = cw.scale.explain_dataset(bundle, cw.scenes(1000), "shapes.zarr", chunk=32)
+        report.skipped, report.computed      # rerun after an interruption: only the rest
+        xr.open_zarr("shapes.zarr", group="layers/features.3").neuron_relevance
+        cw.scale.neuron_stats("shapes.zarr")  # per class, layer and channel
     """
     began = time.perf_counter()
     path = zstore.local_path(store)
@@ -135,6 +142,11 @@ def explain_dataset(
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise InputError(f"chunk must be a positive int (samples per task); got {chunk!r}")
     n_classes = _check_targets(model, table)
+    if class_names is not None and len(class_names) != n_classes:
+        raise ConfigError(
+            f"the bundle names {len(class_names)} classes but the model has {n_classes} outputs; "
+            "give one class name per logit"
+        )
     channels = _probe(model, rules, bounds, dual_seed, table, contrasts, layers)
     layout = zstore.Layout(
         n_samples=len(table),
@@ -260,19 +272,9 @@ def _client(client: Any, n_workers: int | None) -> Iterator[Any]:
     if client is not None:
         yield client
         return
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    workers = n_workers or max(1, min(4, os.cpu_count() or 1))
-    with (
-        LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",  # its HTTP server: loopback, any free port
-        ) as cluster,
-        Client(cluster) as own,
-    ):
+    with local_cluster(n_workers) as cluster, Client(cluster) as own:
         yield own
 
 

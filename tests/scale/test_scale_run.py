@@ -20,7 +20,7 @@ import xarray as xr
 import clrp_widgets as cw
 from clrp_widgets.engine import RelevanceEngine
 from clrp_widgets.engine.errors import ConfigError, InputError
-from clrp_widgets.scale import explain_dataset, neuron_stats
+from clrp_widgets.scale import explain_dataset, local_cluster, neuron_stats
 from clrp_widgets.scale.store import completed
 from clrp_widgets.scale.worker import model_loads
 
@@ -34,18 +34,12 @@ KINDS = ("target", "dual", "contrast")
 
 @pytest.fixture(scope="module")
 def client():
-    from distributed import Client, LocalCluster
+    """Two worker processes with one thread each, on loopback."""
+    from distributed import Client
 
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",  # its HTTP server: loopback, any free port
-        ) as cluster,
-        Client(cluster) as active,
-    ):
+    with local_cluster(n_workers=2) as cluster, Client(cluster) as active:
+        assert list(active.nthreads().values()) == [1, 1]
+        assert all(a.startswith("tcp://127.0.0.1:") for a in active.nthreads())
         yield active
 
 
