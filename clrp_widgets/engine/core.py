@@ -289,12 +289,18 @@ class RelevanceEngine:
         channels: Sequence[int],
         contrast: str | int = "clrp1",
         dual_seed: str = "uniform",
+        chunk: int = 8,
     ) -> Tensor:
         """Per-channel conditional maps, shape ``(len(channels), N, C, H, W)``.
 
         Map ``g`` is the class decision's relevance (the unclipped contrast map, or the LRP map for
         ``"lrp"``) at ``layer``, restricted to channel ``channels[g]``, propagated to the input.
         The maps of all channels sum to the decision's input map (for channels covering the layer).
+
+        One forward pass (cached) and one decision pass down to ``layer`` serve every channel; the
+        channel maps then come from batched backward passes from ``layer`` to the input
+        (``torch.autograd.grad(..., is_grads_batched=True)``), ``chunk`` channels per pass, which
+        bounds the extra memory to ``chunk`` relevance maps per layer.
         """
         contrast = check_contrast(contrast, dual_seed)
         x = self._check_x(x)
@@ -314,12 +320,13 @@ class RelevanceEngine:
         else:
             roots, grads = self._class_roots(fp, seed, targets)
             (at_layer,) = torch.autograd.grad(roots, [root], grads, retain_graph=True)
-        maps = []
-        for c in chans:
-            masked = torch.zeros_like(at_layer)
-            masked[:, c] = at_layer[:, c]
-            maps.append(self._backprop(fp, [root], [masked], [])[0])
-        return torch.stack(maps) if maps else at_layer.new_zeros((0, *x.shape))
+        if not chans:
+            return at_layer.new_zeros((0, *x.shape))
+        seeds = at_layer.new_zeros((len(chans), *at_layer.shape))
+        for g, c in enumerate(chans):
+            seeds[g, :, c] = at_layer[:, c]
+        step = max(1, int(chunk))
+        return torch.cat([self._batched_to_input(fp, root, part) for part in seeds.split(step)])
 
     # ------------------------------------------------------------------ internals
     def _check_x(self, x: Any) -> Tensor:
@@ -519,6 +526,16 @@ class RelevanceEngine:
         got = torch.autograd.grad(roots, inputs, grads, retain_graph=True, allow_unused=True)
         out = [torch.zeros_like(t) if g is None else g for g, t in zip(got, inputs, strict=True)]
         return out[0].detach(), [g.detach() for g in out[1:]]
+
+    def _batched_to_input(self, fp: _ForwardPass, root: Tensor, seeds: Tensor) -> Tensor:
+        """Input relevance for each of the relevance maps ``seeds`` (G, ...) at ``root``."""
+        try:
+            (maps,) = torch.autograd.grad(
+                [root], [fp.x], [seeds], retain_graph=True, is_grads_batched=True
+            )
+        except RuntimeError:  # an op the batching prototype cannot handle: one pass per map
+            maps = torch.stack([self._backprop(fp, [root], [s], [])[0] for s in seeds])
+        return maps.detach()
 
     def _normalised_contrast_at(
         self, fp: _ForwardPass, t_seed: Seed, d_seed: Seed, targets: Tensor, root: Tensor

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torchvision
 from engine_nets import make_cnn, make_input
 
 import clrp_widgets as cw
@@ -164,3 +165,17 @@ def test_cuda_matches_cpu():
     torch.testing.assert_close(gpu.input.cpu(), cpu.input, rtol=1e-4, atol=1e-5)
     maps = gpu_engine.conditional(x.cuda(), 1, "3", [0, 1])
     assert maps.is_cuda
+
+
+def test_conditional_batched_passes_equal_one_pass_per_channel():
+    torch.manual_seed(12)
+    model = torchvision.models.resnet18(num_classes=5).eval()
+    x = torch.rand(2, 3, 32, 32)
+    engine = RelevanceEngine(model, input_bounds=B)
+    chans = [0, 3, 7, 9, 2]
+    batched = engine.conditional(x, [1, 2], "layer3.1.conv2", chans, contrast="clrp2", chunk=3)
+    single = torch.cat(
+        [engine.conditional(x, [1, 2], "layer3.1.conv2", [c], "clrp2", chunk=1) for c in chans]
+    )
+    assert batched.shape == (5, 2, 3, 32, 32)
+    torch.testing.assert_close(batched, single, rtol=1e-5, atol=1e-7)
