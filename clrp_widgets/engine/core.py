@@ -21,23 +21,26 @@ Model safety
 Hooks live only during the forward pass (``try/finally``), the residual-sum canonizer's forward
 override likewise, and weights are never written. A model in training mode is explained in eval
 semantics: every module's ``training`` flag is set to False for the forward pass and restored
-afterwards, with a ``UserWarning``.
+afterwards, with a ``UserWarning``. Calls on one engine are serialised by a lock, so a widget's
+worker thread and the notebook may share it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
 
 from .canonizers import residual_sums, resolve_canonizers
 from .errors import ConfigError, InputError, LayerNotFoundError, UnsupportedLayerError
-from .hooks import ForwardRecorder, Node, _no_rule_message
+from .hooks import ForwardRecorder, Node, no_rule_message
 from .ops import LINEAR_TYPES, LinearOp
 from .presets import AVG_POOLS, MAX_POOLS, Bound, normalize_bounds, resolve_rules
 from .rules import LinearRule, Rule, ZBox
@@ -54,6 +57,18 @@ from .validation import (
 )
 
 CAPTURE_TYPES = (*LINEAR_TYPES, *MAX_POOLS, *AVG_POOLS)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _locked(method: F) -> F:
+    """Serialise calls on one engine (the hooks of two concurrent forward passes would mix)."""
+
+    @functools.wraps(method)
+    def wrapper(self: RelevanceEngine, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass
@@ -128,6 +143,7 @@ class RelevanceEngine:
         self._fingerprint: tuple[Any, ...] | None = None
         self._cache: _ForwardPass | None = None
         self._call_order: list[str] | None = None
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ public API
     def layer_names(self) -> list[str]:
@@ -141,10 +157,12 @@ class RelevanceEngine:
         rank = {n: i for i, n in enumerate(self._call_order)}
         return sorted(names, key=lambda n: rank.get(n, len(rank)))
 
+    @_locked
     def clear_cache(self) -> None:
         """Drop the cached forward pass (its activations and graph)."""
         self._cache = None
 
+    @_locked
     def run(
         self,
         x: Tensor,
@@ -214,6 +232,7 @@ class RelevanceEngine:
             sums["contrast"] = sums["target"] - sums["dual"]
         return self._output(fp, targets, kinds, maps, sums, names)
 
+    @_locked
     def neuron(
         self,
         x: Tensor,
@@ -281,6 +300,7 @@ class RelevanceEngine:
         targets = torch.full((act.shape[0],), channel, dtype=torch.long, device=act.device)
         return self._output(fp, targets, kinds, maps, sums, names)
 
+    @_locked
     def conditional(
         self,
         x: Tensor,
@@ -356,7 +376,7 @@ class RelevanceEngine:
             if rule is None and rs.first is not None and isinstance(module, rs.first_types):
                 rule = rs.first
             if rule is None:
-                raise UnsupportedLayerError(_no_rule_message(name, module))
+                raise UnsupportedLayerError(no_rule_message(name, module))
             if isinstance(module, LINEAR_TYPES):
                 self._ops[name] = LinearOp(module, name)
 

@@ -159,7 +159,7 @@ class ForwardRecorder:
                 self._first_seen = True
             rule = self.ruleset.rule_for(name, module, is_first)
             if rule is None:
-                raise UnsupportedLayerError(_no_rule_message(name, module))
+                raise UnsupportedLayerError(no_rule_message(name, module))
             if isinstance(rule, Gradient):
                 self.outputs[name] = output
                 return output
@@ -196,7 +196,7 @@ class ForwardRecorder:
         return Pass()
 
 
-def _no_rule_message(name: str, module: nn.Module) -> str:
+def no_rule_message(name: str, module: nn.Module) -> str:
     kind = type(module).__name__
     return (
         f"no relevance rule for module {name!r} ({kind}). Map a rule to it, e.g. "

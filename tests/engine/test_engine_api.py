@@ -179,3 +179,16 @@ def test_conditional_batched_passes_equal_one_pass_per_channel():
     )
     assert batched.shape == (5, 2, 3, 32, 32)
     torch.testing.assert_close(batched, single, rtol=1e-5, atol=1e-7)
+
+
+def test_concurrent_calls_from_threads_agree_with_serial_calls(cnn):
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = RelevanceEngine(cnn, input_bounds=B)
+    inputs = [make_input(1, seed=s) for s in range(6)]
+    serial = [RelevanceEngine(cnn, input_bounds=B).run(x, 2).input for x in inputs]
+    with ThreadPoolExecutor(3) as pool:
+        threaded = list(pool.map(lambda x: engine.run(x, 2).input, inputs))
+    for a, b in zip(serial, threaded, strict=True):
+        torch.testing.assert_close(a, b)
+    assert all(len(m._forward_hooks) == 0 for m in cnn.modules())
