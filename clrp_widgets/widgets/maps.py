@@ -58,15 +58,22 @@ def top_channels(contrast: np.ndarray, n: int = 20) -> np.ndarray:
     return np.concatenate([top, np.asarray(bottom, dtype=order.dtype)])
 
 
-def neurons_at(relevance: np.ndarray, y: int, x: int, size: tuple[int, int], k: int = 10):
-    """The ``k`` channels with the most relevance at input pixel (y, x) of an image of ``size``.
+def neurons_at(
+    relevance: np.ndarray, y: int, x: int, size: tuple[int, int], k: int = 10, radius: int = 1
+):
+    """The ``k`` channels with the most relevance around input pixel (y, x) of an image of ``size``.
 
-    ``relevance`` is a layer's (channel, h, w) contrastive relevance; the pixel maps to the layer
-    cell that covers it, (y * h // H, x * w // W). Returns (channels, values), strongest first.
+    ``relevance`` is a layer's (channel, h, w) relevance. The pixel maps to the layer cell that
+    covers it, (y * h // H, x * w // W); a channel's value is its relevance summed over the cells
+    within ``radius`` of that one (a unit's receptive field spans its neighbours' too).
+    Returns (channels, values), strongest first.
     """
     _, h, w = relevance.shape
     cy, cx = y * h // size[0], x * w // size[1]
-    values = relevance[:, cy, cx]
+    window = relevance[
+        :, max(cy - radius, 0) : cy + radius + 1, max(cx - radius, 0) : cx + radius + 1
+    ]
+    values = window.sum(axis=(1, 2))
     order = np.argsort(-values, kind="stable")[:k]
     return order, values[order]
 

@@ -3,10 +3,14 @@
 The Explainer's engine caches the forward pass per input, so a new target, contrast or channel
 costs one backward pass; this session caches what the widgets show on top of that (result trees,
 decision maps, conditional and neuron maps), so a view that was seen before costs nothing.
+One lock serialises every computation: the engine's hooks must never run in two threads at once
+(the Explorer's worker, and e.g. an export button handled by the kernel's main thread).
 """
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
@@ -69,6 +73,15 @@ class _Cache:
         return value
 
 
+def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(self: ExplainSession, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class ExplainSession:
     """Cached explanations of one image ``x`` (1, C, H, W) with one Explainer per rules preset."""
 
@@ -81,21 +94,25 @@ class ExplainSession:
         self._make = make_explainer
         self.x = x
         self._explainers: dict[str, Any] = dict(explainers or {})
+        self.lock = threading.RLock()
         self._trees = _Cache(12)
         self._maps = _Cache(512)
         self.backward_calls = 0
 
+    @_locked
     def explainer(self, rules: str) -> Any:
         """The Explainer for a rules preset (built once)."""
         if rules not in self._explainers:
             self._explainers[rules] = self._make(rules)
         return self._explainers[rules]
 
+    @_locked
     def probs(self, rules: str) -> np.ndarray:
         """Class probabilities (C,) of the image."""
         key = ("probs", rules)
         return self._maps.get(key, lambda: self.explainer(rules).predict(self.x).values[0])
 
+    @_locked
     def tree(self, view: View) -> xr.DataTree:
         """The result tree of the view's target and panel contrast, capturing the view's layer."""
         key = (view.rules, view.target, view.engine_contrast(), view.layer)
@@ -108,6 +125,7 @@ class ExplainSession:
 
         return self._trees.get(key, make)
 
+    @_locked
     def decision_map(self, view: View) -> np.ndarray:
         """The (H, W) map of the header's contrast: LRP-family from the tree, or a baseline."""
         if view.contrast in LRP_CONTRASTS:
@@ -122,11 +140,13 @@ class ExplainSession:
 
         return self._maps.get(key, make)
 
+    @_locked
     def layer(self, view: View) -> xr.Dataset:
         """The view's layer node (relevance, activation, neuron_relevance) for sample 0."""
         node = self.tree(view)["layers"][node_name(view.layer)]
         return node.to_dataset().isel(sample=0)
 
+    @_locked
     def conditional(self, view: View, channels: Sequence[int]) -> dict[int, np.ndarray]:
         """Conditional (H, W) maps of ``channels`` at the view's layer; missing ones in one pass."""
         base = ("conditional", view.rules, view.target, view.engine_contrast(), view.layer)
@@ -142,6 +162,7 @@ class ExplainSession:
                 self._maps.get((*base, c), lambda m=m: m)
         return {c: self._maps.get((*base, c), lambda: None) for c in channels}
 
+    @_locked
     def neuron(self, view: View, channel: int) -> np.ndarray:
         """The paper's neuron explanation: ``channel`` against the rest of its layer."""
         key = ("neuron", view.rules, view.layer, channel)
@@ -157,6 +178,7 @@ class ExplainSession:
 
         return self._maps.get(key, make)
 
+    @_locked
     def channel_maps(self, view: View) -> list[np.ndarray]:
         """The maps of the selected channels, as the neuron panel's mode asks."""
         if view.neuron_mode == "neuron":

@@ -22,15 +22,18 @@ EVIL = "<img src=x onerror=alert(1)>"
 OBSERVER = """
 import json, pathlib
 import numpy as np
+from clrp_widgets.widgets.maps import neurons_at
 explorer.add_class("under-test")
 _log = pathlib.Path("explorer_state.jsonl")
 _keys = ("target", "contrast", "rules", "layer", "channels", "pixel", "neuron_mode", "map_version")
 
 def _record(change=None):
     state = {k: getattr(explorer, k) for k in _keys}
-    heat = np.frombuffer(explorer.heatmap.maps, np.float32).reshape(explorer.heatmap.height, -1)
-    state["peak"] = [int(i) for i in np.unravel_index(np.argmax(heat), heat.shape)]
-    state["size"] = [explorer.heatmap.height, explorer.heatmap.width]
+    size = explorer.heatmap.height, explorer.heatmap.width
+    rel = explorer.session.layer(explorer.view)["relevance"].sel(kind="contrast").values
+    listing = [(float(neurons_at(rel, *p, size)[1][0]), p) for p in np.ndindex(size)]
+    state["peak"] = [int(i) for i in max(listing)[1]]  # a pixel with a neuron list
+    state["size"] = list(size)
     state["bars"] = explorer.bars.channels
     with _log.open("a") as f:
         f.write(json.dumps(state) + "\\n")
@@ -128,7 +131,7 @@ def test_explorer_clicks_in_jupyterlab(lab_server, page):
     state = _kernel_state(log, lambda s: s["channels"] == want)
     assert _data(settled, "map-version") == state["map_version"]
 
-    # 3. a heatmap pixel (the most relevant one): the neuron list fills
+    # 3. a heatmap pixel (one under strong neuron relevance): the neuron list fills
     wrap = ut.locator(".clrp-main-map .clrp-canvas-wrap").first
     box = wrap.bounding_box()
     (py, px), (h, w) = start["peak"], start["size"]

@@ -122,13 +122,16 @@ def test_top_channels_takes_both_ends():
     assert top_channels(small, n=20).tolist() == [2, 0, 1]
 
 
-def test_neurons_at_maps_pixels_to_layer_cells():
-    rel = np.zeros((4, 2, 2))
-    rel[2, 1, 0] = 5.0
-    rel[1, 1, 0] = 3.0
-    rel[0, 0, 0] = 9.0
+def test_neurons_at_maps_pixels_to_layer_cells_and_their_neighbours():
+    rel = np.zeros((4, 8, 8))
+    rel[2, 5, 1] = 5.0  # the cell above pixel (40, 10) of a 64 x 64 image
+    rel[1, 6, 2] = 3.0  # a neighbouring cell
+    rel[1, 5, 0] = -1.0
+    rel[0, 0, 7] = 9.0  # far away
     chans, values = neurons_at(rel, y=40, x=10, size=(64, 64), k=2)
-    assert chans.tolist() == [2, 1] and values.tolist() == [5.0, 3.0]
+    assert chans.tolist() == [2, 1] and values.tolist() == [5.0, 2.0]
+    chans, values = neurons_at(rel, y=40, x=10, size=(64, 64), k=2, radius=0)
+    assert chans.tolist() == [2, 0] and values.tolist() == [5.0, 0.0]
 
 
 def test_compare_correlation_and_positive_overlap():
