@@ -117,9 +117,11 @@ function render({ model, el }) {
       wrap.append(canvas, marker);
       wrap.addEventListener("mousemove", (e) => hover(e, wrap));
       wrap.addEventListener("click", (e) => click(e, wrap));
+      const blank = !map.some((v) => (mode === "signed" ? v !== 0 : v > 0));
       const range = mode === "signed" ? `±${formatValue(scale)}` : `0 … ${formatValue(scale)}`;
       fig.append(h("figcaption", {}, titles[i] ?? `map ${i + 1}`), wrap);
-      fig.append(h("div", { class: "clrp-range" }, `${mode}, colour range ${range}`));
+      const note = blank ? `${mode}: no ${mode === "signed" ? "nonzero" : "positive"} values` : `${mode}, colour range ${range}`;
+      fig.append(h("div", { class: "clrp-range" }, note));
       panels.append(fig);
       return { canvas, marker };
     });
