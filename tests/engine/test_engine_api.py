@@ -192,3 +192,27 @@ def test_concurrent_calls_from_threads_agree_with_serial_calls(cnn):
     for a, b in zip(serial, threaded, strict=True):
         torch.testing.assert_close(a, b)
     assert all(len(m._forward_hooks) == 0 for m in cnn.modules())
+
+
+def test_modified_weights_are_computed_once_per_engine(cnn):
+    engine = RelevanceEngine(cnn, input_bounds=B)
+    engine.run(make_input(1, seed=1), 0)
+    first = {k: v["wp"] for k, v in engine._prepared.items()}
+    engine.run(make_input(2, seed=2), 3, "clrp2", kinds=("target", "dual"))
+    engine.neuron(make_input(1, seed=3), "3", 0)
+    assert {k: v["wp"] for k, v in engine._prepared.items()} == first  # the same tensors
+    assert all(engine._prepared[k]["wp"] is w for k, w in first.items())
+
+
+def test_custom_mapping_equal_to_paper_preset(cnn, x):
+    from clrp_widgets.engine import Norm, ZBox, ZPlus
+
+    rules = {
+        "0": ZBox(0.0, 1.0, eps=1e-9),
+        torch.nn.Conv2d: ZPlus(),
+        torch.nn.Linear: ZPlus(),
+        torch.nn.AdaptiveAvgPool2d: Norm(eps=1e-9, pass_identity=True),
+    }
+    custom = RelevanceEngine(cnn, rules=rules).run(x, [0, 4], "clrp1", capture="all")
+    paper = RelevanceEngine(cnn, input_bounds=B).run(x, [0, 4], "clrp1", capture="all")
+    torch.testing.assert_close(custom.input, paper.input, rtol=0, atol=0)
