@@ -1,4 +1,8 @@
-"""Functional API: ``lrp`` and ``clrp``, torch in, torch out (DESIGN §2)."""
+"""Functional API: ``lrp`` and ``clrp``, torch in, torch out (DESIGN §2).
+
+Each call builds a fresh :class:`~clrp_widgets.engine.RelevanceEngine`, so the modified weights are
+computed per call; for many calls on one model, keep a ``RelevanceEngine`` (or ``cw.Explainer``).
+"""
 
 from __future__ import annotations
 
