@@ -151,7 +151,7 @@ def explain_dataset(
     layout = zstore.Layout(
         n_samples=len(table),
         chunk=chunk,
-        image_size=tuple(table.images.shape[2:]),
+        image_size=(int(table.images.shape[2]), int(table.images.shape[3])),
         class_names=tuple(class_names or (str(i) for i in range(n_classes))),
         methods=tuple(_label(m) for m in contrasts),
         layers=channels,

@@ -111,7 +111,7 @@ def check_settings(path: Path, config: dict) -> None:
         )
     if attrs.get("config_hash") == config_hash(config):
         return
-    stored = json.loads(attrs.get("config", "{}"))
+    stored = json.loads(str(attrs.get("config", "{}")))
     changed = sorted(k for k in config.keys() | stored.keys() if config.get(k) != stored.get(k))
     detail = ", ".join(f"{k}: stored {stored.get(k)!r}, now {config.get(k)!r}" for k in changed)
     raise ConfigError(
@@ -141,7 +141,14 @@ def create(path: Path, layout: Layout, image: np.ndarray, target: np.ndarray, at
 
 def completed(path: Path) -> np.ndarray:
     """``completed_by`` of every chunk: the finishing run's id, 0 where not complete."""
-    return np.asarray(zarr.open_group(path, mode="r")["completed_by"][:])
+    return np.asarray(array(zarr.open_group(path, mode="r"), "completed_by")[:])
+
+
+def array(group: zarr.Group, path: str) -> zarr.Array:
+    """The array at ``path`` in ``group``."""
+    found = group[path]
+    assert isinstance(found, zarr.Array), f"{path} is not an array"
+    return found
 
 
 def _skeleton(layout: Layout, image: np.ndarray, target: np.ndarray, attrs: dict) -> dict:

@@ -24,6 +24,7 @@ from zarr.core.sync import sync as zarr_sync
 
 from clrp_widgets.engine import RelevanceEngine
 from clrp_widgets.engine.errors import ConfigError
+from clrp_widgets.scale.store import array
 
 KINDS = ("target", "dual", "contrast")
 _ENGINES: dict[tuple, RelevanceEngine] = {}
@@ -111,6 +112,7 @@ def engine_for(spec: EngineSpec) -> RelevanceEngine:
 def _load_named(spec: EngineSpec) -> torch.nn.Module:
     from clrp_widgets.models.loaders import load_model
 
+    assert spec.name is not None
     model = load_model(spec.name).model
     if model_fingerprint(model) != spec.fingerprint:
         raise ConfigError(
@@ -143,7 +145,9 @@ def explain(
     ``layer:<name>`` (contrast, kind, sample, channel). For ``"lrp"`` the dual is zero and the
     contrast equals the target map.
     """
-    heatmaps, neurons, logits = [], {name: [] for name in layers}, None
+    heatmaps: list[torch.Tensor] = []
+    neurons: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    logits = None
     for method in methods:
         if method == "lrp":
             out = engine.run(x, target, contrast="lrp", kinds=("target",), capture=layers)
@@ -194,25 +198,28 @@ def explain_chunk(
     worker) returns False without recomputing; otherwise True.
     """
     group = zarr.open_group(store, mode="r+")
-    if group["completed_by"][index] != 0:
+    if array(group, "completed_by")[index] != 0:
         return False
     engine = engine_for(spec)
     device = next(engine.model.parameters(), torch.empty(0)).device
     batch, classes = torch.from_numpy(x).to(device), torch.from_numpy(target).to(device)
     arrays = explain(engine, batch, classes, methods, layers, spec.dual_seed)
     rows = slice(start, start + len(x))
-    writes = {"logits": ((rows,), arrays["logits"])}
+    writes: dict[str, tuple[tuple[slice, ...], np.ndarray]] = {
+        "logits": ((rows,), arrays["logits"])
+    }
     writes["input/heatmap"] = ((slice(None), slice(None), rows), arrays["heatmap"])
     for name in layers:
         path = f"layers/{name}/neuron_relevance"
         writes[path] = ((slice(None), slice(None), rows), arrays[f"layer:{name}"])
     zarr_sync(_write_all(store, writes))  # all at once: about 3x faster than one by one
-    group["completed_by"][index] = run_id  # last, once every array above is written
+    array(group, "completed_by")[index] = run_id  # last, once every array above is written
     return True
 
 
 async def _write_all(store: str, writes: dict[str, tuple[tuple, np.ndarray]]) -> None:
     group = await zarr.api.asynchronous.open_group(store, mode="r+")
-    arrays = await asyncio.gather(*(group.getitem(path) for path in writes))
+    found = await asyncio.gather(*(group.getitem(path) for path in writes))
+    arrays = [a for a in found if isinstance(a, zarr.AsyncArray)]
     pairs = zip(arrays, writes.values(), strict=True)
-    await asyncio.gather(*(array.setitem(where, values) for array, (where, values) in pairs))
+    await asyncio.gather(*(a.setitem(where, values) for a, (where, values) in pairs))
