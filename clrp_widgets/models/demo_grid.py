@@ -2,9 +2,9 @@
 
 On the shipped "shapes" model and a generated two-object scene it prints the top classes and,
 for each object's class, draws the LRP, CLRP1 and CLRP2 input heatmaps (summed over colour) with
-every object's box (the explained class's box in white, thicker). It also prints the share of
-positive relevance that falls inside each object's box: LRP maps of the two classes look alike,
-CLRP maps should put their relevance on the explained object.
+every object's box (the explained class's box green and thick, the others grey). It also prints
+the share of positive relevance inside each object's box: LRP maps of the two classes look alike,
+CLRP maps put their relevance on the explained object.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ so the training data seeds are ``TRAIN_SEED0`` … ``TRAIN_SEED0 + chunks - 1`` 
 weights' metadata and in ``weights/shapes.json``). Any seed below ``TRAIN_SEED0`` is unseen; the
 reported accuracy uses ``scenes(2000, seed=EVAL_SEED)``. Torch's seed is fixed and 2 CPU threads
 are used, so a rerun reproduces the shipped weights up to floating-point scheduling.
+
+The shipped weights: 1,400 steps of 64 scenes, training seeds 1,000,000 to 1,000,087 (1,024 scenes
+each), exact-match 0.999 on 2,000 scenes of seed 424,242; 34 min wall time on 2 cores shared with
+other jobs (load average about 8), so well under 15 min on 2 free cores.
 """
 
 from __future__ import annotations
@@ -108,17 +112,21 @@ def main(argv: list[str] | None = None) -> None:
     meta["eval_n"] = args.eval_n
     meta["eval_exact_match"] = round(exact_match(model, test.tensor(), test.label_tensor()), 4)
     print(json.dumps(meta, indent=1))
-    save(model, meta, args.out)
+    meta = save(model, meta, args.out)
     args.out.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
 
 
-def save(model: nn.Module, meta: dict, path: Path) -> None:
-    """Write ``{"state_dict", "meta"}`` (tensors and plain types only, for weights_only loading)."""
+def save(model: nn.Module, meta: dict, path: Path) -> dict:
+    """Write ``{"state_dict", "meta"}`` (tensors and plain types only, for weights_only loading).
+
+    Returns the metadata as written (with class names, input size and input bounds).
+    """
     meta = {"class_names": list(CLASS_NAMES), "input_size": 64, "input_bounds": [0.0, 1.0], **meta}
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     torch.save({"state_dict": state, "meta": meta}, path)
+    return meta
 
 
 if __name__ == "__main__":
