@@ -7,8 +7,9 @@ reported accuracy uses ``scenes(2000, seed=EVAL_SEED)``. Torch's seed is fixed a
 are used, so a rerun reproduces the shipped weights up to floating-point scheduling.
 
 The shipped weights: 1,400 steps of 64 scenes, training seeds 1,000,000 to 1,000,087 (1,024 scenes
-each), exact-match 0.999 on 2,000 scenes of seed 424,242; 34 min wall time on 2 cores shared with
-other jobs (load average about 8), so well under 15 min on 2 free cores.
+each), exact-match 0.999 on 2,000 scenes of seed 424,242. It took 34 min wall time on 2 cores
+shared with other jobs (load average about 8); its CPU time is about 16 min, i.e. about 8 min on
+2 free cores.
 """
 
 from __future__ import annotations
