@@ -80,7 +80,10 @@ def _load_shapes(path: Path) -> ModelBundle:
 def _load_torchvision(name: str, weights_path: str | os.PathLike[str] | None) -> ModelBundle:
     enum: Any = get_model_weights(name)
     default: WeightsEnum = enum.DEFAULT
-    path = Path(weights_path) if weights_path is not None else _cached_file(enum, default)
+    if weights_path is not None:
+        path, weights = Path(weights_path), default
+    else:
+        path, weights = _cached_file(enum, default)
     if not path.is_file():
         raise ModelNotAvailableError(_missing_message(name, default, path))
     state = torch.load(path, map_location="cpu", weights_only=True)
@@ -94,7 +97,7 @@ def _load_torchvision(name: str, weights_path: str | os.PathLike[str] | None) ->
             f"save one with torch.save(torchvision.models.{name}(weights='DEFAULT').state_dict(), "
             "path) on a machine with network."
         ) from None
-    preset = default.transforms()
+    preset = weights.transforms()  # e.g. resnet50 V1 and V2 resize differently
     preprocess = Preprocess(
         resize=preset.resize_size[0],
         crop=preset.crop_size[0],
@@ -114,14 +117,14 @@ def _checkpoints_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def _cached_file(enum: Any, default: WeightsEnum) -> Path:
+def _cached_file(enum: Any, default: WeightsEnum) -> tuple[Path, WeightsEnum]:
     """The default weights' file in the hub cache, else any other cached version of them."""
     folder = _checkpoints_dir()
     for weights in [default, *enum]:
         candidate = folder / os.path.basename(weights.url)
         if candidate.is_file():
-            return candidate
-    return folder / os.path.basename(default.url)
+            return candidate, weights
+    return folder / os.path.basename(default.url), default
 
 
 def _missing_message(name: str, weights: WeightsEnum, path: Path) -> str:

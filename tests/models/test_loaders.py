@@ -52,6 +52,18 @@ def test_torchvision_model_loads_from_torch_home_cache(resnet50_cache, monkeypat
         assert bundle.model(x).shape == (1, 1000)
 
 
+def test_other_cached_weights_version_is_used_with_its_preprocessing(
+    resnet50_cache, tmp_path, monkeypatch
+):
+    home, _ = resnet50_cache
+    folder = tmp_path / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    (folder / "resnet50-0676ba61.pth").symlink_to(home / "hub" / "checkpoints" / RESNET50_FILE)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # only the IMAGENET1K_V1 file is cached
+    bundle = cw.load_model("resnet50")
+    assert bundle.preprocess.resize == 256  # V1's preset (V2 resizes to 232)
+
+
 def test_weights_path_overrides_the_cache(resnet50_cache, tmp_path, monkeypatch):
     home, _ = resnet50_cache
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache
