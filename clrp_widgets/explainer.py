@@ -19,7 +19,7 @@ from clrp_widgets.engine.errors import ConfigError, InputError
 from clrp_widgets.engine.seeds import CONTRASTS
 from clrp_widgets.engine.validation import check_input, first_weighted_layer
 from clrp_widgets.results import build_tree, encode_attrs
-from clrp_widgets.results.tree import as_numpy
+from clrp_widgets.results.tree import as_numpy, probabilities
 
 Target = int | str | Sequence[int | str] | torch.Tensor
 
@@ -90,6 +90,7 @@ class Explainer:
         self.class_names = None if class_names is None else [str(n) for n in class_names]
         self.rules = rules
         self.model_name = str(getattr(bundle, "name", None) or type(model).__name__)
+        self.output_activation = str(getattr(bundle, "output_activation", "softmax"))
         self.engine = RelevanceEngine(
             model, rules=rules, input_bounds=input_bounds, canonizers=canonizers
         )
@@ -150,7 +151,12 @@ class Explainer:
         }
 
     def _tree(self, output: Any, **attrs: Any) -> xr.DataTree:
-        return build_tree(output, class_names=self.class_names, attrs=self._attrs(**attrs))
+        return build_tree(
+            output,
+            class_names=self.class_names,
+            attrs=self._attrs(**attrs),
+            output_activation=self.output_activation,
+        )
 
     # ----- public API
 
@@ -340,11 +346,11 @@ class Explainer:
         )
 
     def predict(self, x: torch.Tensor) -> xr.DataArray:
-        """Class probabilities: the softmax of the logits, as ``probs`` (sample, class)."""
+        """Class probabilities as ``probs`` (sample, class): softmax, or sigmoid for multi-label."""
         x = check_input(self._batch(x), first_weighted_layer(self.model))
         with eval_semantics(self.model), torch.no_grad():
             logits = self.model(x)
-        probs = as_numpy(torch.softmax(logits.float(), dim=1))
+        probs = probabilities(as_numpy(logits.float()), self.output_activation)
         n_classes = probs.shape[1]
         names = self.class_names or [str(i) for i in range(n_classes)]
         return xr.DataArray(

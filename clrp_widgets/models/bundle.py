@@ -116,6 +116,10 @@ class ModelBundle:
         with no resizing or normalisation (see ``Preprocess``).
     name : str
         A short label for the model (shown in results and widgets).
+    output_activation : {"softmax", "sigmoid"}
+        How class probabilities are read from the logits: ``"softmax"`` for single-label
+        classifiers (ImageNet models), ``"sigmoid"`` for multi-label ones (the shapes model).
+        Explanations always start from the logits; this only affects displayed probabilities.
 
     Examples
     --------
@@ -127,6 +131,7 @@ class ModelBundle:
     input_bounds: Bounds
     preprocess: Callable[[Any], torch.Tensor] = field(default_factory=Preprocess)
     name: str = "custom"
+    output_activation: str = "softmax"
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, nn.Module):
@@ -135,6 +140,11 @@ class ModelBundle:
             raise InputError(
                 f"input_bounds must be (low, high), got {self.input_bounds!r}; "
                 "for images in [0, 1] use (0.0, 1.0)."
+            )
+        if self.output_activation not in ("softmax", "sigmoid"):
+            raise InputError(
+                "output_activation must be 'softmax' or 'sigmoid', got "
+                f"{self.output_activation!r}; use 'sigmoid' for a multi-label model."
             )
         self.model.eval()
         self.model.requires_grad_(False)

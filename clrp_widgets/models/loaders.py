@@ -74,6 +74,7 @@ def _load_shapes(path: Path) -> ModelBundle:
         input_bounds=(float(low), float(high)),
         preprocess=Preprocess(resize=size, crop=size),
         name="shapes",
+        output_activation="sigmoid",
     )
 
 

@@ -69,9 +69,21 @@ def as_numpy(array: Any) -> np.ndarray:
     return np.asarray(array)
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
+OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
+
+
+def probabilities(logits: np.ndarray, activation: str = "softmax") -> np.ndarray:
+    """Class probabilities (sample, class) from logits, by softmax or per-class sigmoid."""
+    if activation == "sigmoid":
+        e = np.exp(-np.abs(logits))  # stable on both tails
+        return np.where(logits >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(logits.dtype)
+    if activation != "softmax":
+        raise ConfigError(
+            f"unknown output activation {activation!r}; use one of {OUTPUT_ACTIVATIONS} "
+            "(softmax for single-label classifiers, sigmoid for multi-label ones)."
+        )
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+    return (shifted / shifted.sum(axis=1, keepdims=True)).astype(logits.dtype, copy=False)
 
 
 def _unit_dims(ndim: int) -> tuple[str, ...]:
@@ -120,6 +132,7 @@ def build_tree(
     *,
     class_names: Sequence[str] | None = None,
     attrs: Mapping[str, Any] | None = None,
+    output_activation: str = "softmax",
 ) -> xr.DataTree:
     """Label an engine output as the result tree of DESIGN §3.
 
@@ -132,6 +145,9 @@ def build_tree(
     attrs : mapping, optional
         Provenance for the root (method, rules, contrast, dual_seed, input_bounds, model, version,
         ...); values are encoded with :func:`clrp_widgets.results.encode_attr`.
+    output_activation : {"softmax", "sigmoid"}
+        How ``probs`` is read from the logits: softmax for single-label classifiers, sigmoid
+        (one probability per class) for multi-label ones such as the shipped shapes model.
 
     Returns
     -------
@@ -162,7 +178,7 @@ def build_tree(
     root = xr.Dataset(
         {
             "logits": (("sample", "class"), logits),
-            "probs": (("sample", "class"), _softmax(logits).astype(logits.dtype, copy=False)),
+            "probs": (("sample", "class"), probabilities(logits, output_activation)),
         },
         coords={
             "class": np.arange(n_classes),
