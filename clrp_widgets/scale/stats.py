@@ -35,8 +35,7 @@ def neuron_stats(store: str | os.PathLike, by: str = "class", kind: str = "contr
     xarray.Dataset
         Dimensions ``(contrast, class, layer, channel)``:
 
-        - ``mean_relevance``, ``std_relevance`` (contrast, class, layer, channel) float32: over
-          the class's samples
+        - ``mean``, ``std`` (contrast, class, layer, channel) float32: over the class's samples
           (std with ddof=0). ``channel`` runs to the widest layer; a layer's channels beyond its
           width (``n_channels``) are NaN.
         - ``n_samples`` (class) int: samples per class.
@@ -52,7 +51,9 @@ def neuron_stats(store: str | os.PathLike, by: str = "class", kind: str = "contr
     >>> stats = cw.scale.neuron_stats("shapes.zarr")
     >>> one = stats.sel({"class": 3, "layer": "features.3", "contrast": "clrp1"}).compute()
     >>> one = one.isel(channel=slice(0, int(one.n_channels)))
-    >>> one.mean_relevance.sortby(one.mean_relevance, ascending=False)[:5]
+    >>> one["mean"].sortby(one["mean"], ascending=False)[:5]
+
+    Use item access (``stats["mean"]``): ``stats.mean`` is the Dataset's own method.
     """
     if by not in GROUPINGS:
         raise ConfigError(f"by must be one of {', '.join(GROUPINGS)}; got {by!r}")
@@ -112,6 +113,4 @@ def _layer_stats(
     )
     relevance = relevance.isel(sample=samples).assign_coords({"class": ("sample", labels)})
     groups = relevance.groupby("class")
-    return xr.Dataset(
-        {"mean_relevance": groups.mean("sample"), "std_relevance": groups.std("sample")}
-    )
+    return xr.Dataset({"mean": groups.mean("sample"), "std": groups.std("sample")})

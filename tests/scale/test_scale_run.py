@@ -295,6 +295,10 @@ def test_shipped_model_loads_by_name_once_per_worker(client, tmp_path):
         bundle.model, scenes.tensor()[image], torch.from_numpy(target), bundle.input_bounds
     )
     assert_store_equals(report.store, ref, target)
+    # the Explorer shows the data-set mean of the store's stats next to one image's bars
+    stats = neuron_stats(report.store).compute()
+    explorer = cw.Explorer(bundle, scenes.tensor()[:1], target=int(target[0]), dataset_stats=stats)
+    assert list(explorer.bars.bars.labels)[-1] == "data-set mean"
 
 
 def test_without_a_client_a_local_cluster_is_started_and_closed(data, reference, tmp_path):
@@ -308,8 +312,8 @@ def test_without_a_client_a_local_cluster_is_started_and_closed(data, reference,
 def test_neuron_stats_are_per_class_means_and_stds(clean_run, reference, data):
     stats = neuron_stats(clean_run[0].store)
     dims = ("contrast", "class", "layer", "channel")
-    assert stats.mean_relevance.dims == stats.std_relevance.dims == dims
-    assert isinstance(stats.mean_relevance.data, dask.array.Array)  # lazy until computed
+    assert stats["mean"].dims == stats["std"].dims == dims
+    assert isinstance(stats["mean"].data, dask.array.Array)  # lazy until computed
     stats = stats.compute()
     targets = data[1].numpy()
     assert list(stats["n_samples"].values) == list(np.bincount(targets))
@@ -321,15 +325,15 @@ def test_neuron_stats_are_per_class_means_and_stds(clean_run, reference, data):
         for c in range(5):
             one = stats.sel({"class": c, "layer": layer})
             members = contrast[:, targets == c]
-            mean, std = one.mean_relevance[:, :width], one.std_relevance[:, :width]
+            mean, std = one["mean"][:, :width], one["std"][:, :width]
             np.testing.assert_allclose(mean, members.mean(1), rtol=1e-5, atol=1e-8)
             np.testing.assert_allclose(std, members.std(1), rtol=1e-4, atol=1e-8)
-            assert np.isnan(one.mean_relevance.values[:, width:]).all()
+            assert np.isnan(one["mean"].values[:, width:]).all()
     # the docstring's recipe: one class and layer, its own channels only
     layer = stats.layer.values[2]
     one = stats.sel({"class": 3, "layer": layer, "contrast": "clrp1"})
     one = one.isel(channel=slice(0, int(one.n_channels)))
-    assert one.mean_relevance.shape == (reference[layer].shape[-1],)
+    assert one["mean"].shape == (reference[layer].shape[-1],)
 
 
 def test_neuron_stats_other_groupings_and_errors(clean_run, reference, tmp_path):
