@@ -35,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
         description="Pointing game, ablation and class sensitivity of LRP, CLRP and baselines.",
     )
     p.add_argument("--model", default="shapes", help="cw.load_model name (default: shapes)")
-    p.add_argument("--weights", help="weights file for torchvision models (else the torch cache)")
+    p.add_argument("--weights", help="weights file (default: shipped file / torch hub cache)")
     p.add_argument("--n", type=int, default=500, help="number of images (default 500)")
     p.add_argument("--seed", type=int, default=0, help="scene seed for --model shapes data")
     p.add_argument("--methods", default=",".join(CLI_METHODS), help=f"from {','.join(METHODS)}")
@@ -49,7 +49,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="VOC07 split (default test)")
     p.add_argument("--difficult", action="store_true", help="VOC07: keep difficult objects")
     p.add_argument("--classes", metavar="FILE", help="annotation name -> class index (txt/json)")
-    p.add_argument("--size", type=int, help="model input side (default 64 shapes, else 224)")
+    p.add_argument("--size", type=int, help="folder images' side (default: the model's crop size)")
     p.add_argument("--json", metavar="PATH", help='write {"<method>": {"<metric>": value}}')
     p.add_argument("--netcdf", metavar="PATH", help="write the full result Dataset (netCDF)")
     p.add_argument("--markdown", metavar="PATH", help="write the table as Markdown")
