@@ -31,7 +31,10 @@ def channel_mean(images: torch.Tensor, mean: Any = None) -> torch.Tensor:
     """The per-channel replacement value, shaped (C, 1, 1): ``mean`` or the batch's own mean."""
     if mean is None:
         return images.mean(dim=(0, 2, 3)).view(-1, 1, 1)
-    m = torch.as_tensor(np.asarray(mean, dtype=np.float32), dtype=images.dtype).reshape(-1, 1, 1)
+    if isinstance(mean, torch.Tensor):
+        mean = mean.detach().cpu()
+    m = torch.as_tensor(np.asarray(mean, dtype=np.float32), dtype=images.dtype)
+    m = m.to(images.device).reshape(-1, 1, 1)
     if m.shape[0] not in (1, images.shape[1]):
         raise InputError(f"mean has {m.shape[0]} channels, images have {images.shape[1]}.")
     return m.expand(images.shape[1], 1, 1)
