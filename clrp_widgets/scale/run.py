@@ -141,13 +141,12 @@ def explain_dataset(
     contrasts = _methods(methods)
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise InputError(f"chunk must be a positive int (samples per task); got {chunk!r}")
-    n_classes = _check_targets(model, table)
+    n_classes, channels = _probe(model, rules, bounds, dual_seed, table, contrasts, layers)
     if class_names is not None and len(class_names) != n_classes:
         raise ConfigError(
             f"the bundle names {len(class_names)} classes but the model has {n_classes} outputs; "
             "give one class name per logit"
         )
-    channels = _probe(model, rules, bounds, dual_seed, table, contrasts, layers)
     layout = zstore.Layout(
         n_samples=len(table),
         chunk=chunk,
@@ -315,34 +314,29 @@ def _probe(
     table: SampleTable,
     contrasts: tuple,
     layers: Any,
-) -> dict[str, int]:
-    """Explain the first sample here: checks the settings early; return channels per layer."""
+) -> tuple[int, dict[str, int]]:
+    """Explain the first sample here, to fail early; return the classes and channels per layer.
+
+    Every target is checked against the number of classes, and every method is tried once.
+    """
     engine = RelevanceEngine(model, rules=rules, input_bounds=bounds)
-    x, target = (torch.from_numpy(a) for a in table.batch(0, 1))
-    contrast = contrasts[0]
+    device = next(model.parameters(), torch.empty(0)).device
+    x = torch.from_numpy(table.batch(0, 1)[0]).to(device)
     capture = "all" if layers is None else layers
-    if not isinstance(capture, str):
-        capture = list(capture)
-    if contrast == "lrp":
-        out = engine.run(x, target, contrast="lrp", kinds=("target",), capture=capture)
-    else:
-        out = engine.run(
-            x, target, contrast=contrast, kinds=("contrast",), capture=capture, dual_seed=dual_seed
-        )
-    return {name: int(cap.relevance.shape[2]) for name, cap in out.layers.items()}
-
-
-def _check_targets(model: torch.nn.Module, table: SampleTable) -> int:
-    """Return the model's number of classes, after checking every target against it."""
-    with torch.no_grad():
-        n_classes = int(model(torch.from_numpy(table.batch(0, 1)[0])).shape[1])
+    out = engine.run(
+        x, 0, contrast="lrp", capture=capture if isinstance(capture, str) else list(capture)
+    )
+    n_classes = int(out.logits.shape[1])
     bad = (table.target < 0) | (table.target >= n_classes)
     if bad.any():
         raise InputError(
             f"target {int(table.target[bad][0])} is out of range for a model with {n_classes} "
             f"classes (sample {int(np.flatnonzero(bad)[0])}); use class indices 0..{n_classes - 1}"
         )
-    return n_classes
+    for contrast in contrasts:
+        if contrast != "lrp":
+            engine.run(x, int(table.target[0]), contrast=contrast, dual_seed=dual_seed)
+    return n_classes, {name: int(cap.relevance.shape[2]) for name, cap in out.layers.items()}
 
 
 def _config(spec: EngineSpec, model: str, layout: zstore.Layout, table: SampleTable) -> dict:
