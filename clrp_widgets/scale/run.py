@@ -334,6 +334,12 @@ def _probe(
             f"classes (sample {int(np.flatnonzero(bad)[0])}); use class indices 0..{n_classes - 1}"
         )
     for contrast in contrasts:
+        if not isinstance(contrast, str) and (table.target == contrast).any():
+            raise ConfigError(
+                f"method {contrast} contrasts the target with class {contrast}, but sample "
+                f"{int(np.flatnonzero(table.target == contrast)[0])} has that target; leave "
+                f"class {contrast}'s samples out of data or use another method"
+            )
         if contrast != "lrp":
             engine.run(x, int(table.target[0]), contrast=contrast, dual_seed=dual_seed)
     return n_classes, {name: int(cap.relevance.shape[2]) for name, cap in out.layers.items()}

@@ -24,9 +24,8 @@ from zarr.core.sync import sync as zarr_sync
 
 from clrp_widgets.engine import RelevanceEngine
 from clrp_widgets.engine.errors import ConfigError
-from clrp_widgets.scale.store import array
+from clrp_widgets.scale.store import KINDS, array
 
-KINDS = ("target", "dual", "contrast")
 _ENGINES: dict[tuple, RelevanceEngine] = {}
 _MAX_ENGINES = 2
 _PICKLED: dict[str, bytes] = {}  # shipped hash -> pickled model, put here by ModelPlugin

@@ -266,6 +266,8 @@ def test_bad_arguments_fail_before_any_work(data, tmp_path):
         run(model, (data[0], torch.full((N,), 7)), store, None)
     with pytest.raises(ConfigError, match="unknown method 'clrp3'"):
         run(model, data, store, None, methods=("clrp3",))
+    with pytest.raises(ConfigError, match="sample 2 has that target"):
+        run(model, data, store, None, methods=("clrp1", 2))
     with pytest.raises(InputError, match="chunk must be a positive int"):
         run(model, data, store, None, chunk=0)
     with pytest.raises(InputError, match="bundle must be"):
