@@ -209,3 +209,20 @@ def test_scenes_are_normalised_like_the_bundle_preprocess(tiny, scenes):
     ref = cw.evaluate(tiny, norm, input_bounds=pre.input_bounds, **kw)
     np.testing.assert_allclose(got["score"].values, ref["score"].values, rtol=1e-5)
     assert got.attrs["model"] == "tiny"
+
+
+def test_registry_names_and_method_reductions(tiny, scenes):
+    from clrp_widgets.engine.baselines import baseline
+    from clrp_widgets.metrics.methods import method_maps
+    from clrp_widgets.metrics.runner import make_metric
+
+    assert make_metric(ClassSensitivity("ssim"))[0] == "class_sensitivity_ssim"
+    assert make_metric("class_sensitivity_ssim")[1].similarity == "ssim"
+    assert make_metric("region_perturbation_lerf")[1].order == "lerf"
+    x, t = scenes.tensor()[:2], torch.tensor([0, 1])
+    gxi = method_maps("gradient_x_input", tiny, x, t, (0.0, 1.0))
+    np.testing.assert_allclose(gxi, baseline(tiny, x, t, "gradient_x_input").sum(1), rtol=1e-6)
+    dec = method_maps("deconvnet", tiny, x, t, (0.0, 1.0))
+    np.testing.assert_allclose(dec, baseline(tiny, x, t, "deconvnet").abs().amax(1), rtol=1e-6)
+    with pytest.raises(ConfigError, match="unknown method"):
+        method_maps("saliency", tiny, x, t, None)
