@@ -5,7 +5,10 @@ Layout (every per-sample array is chunked by ``chunk`` samples along ``sample``)
     /                 target (sample) int64, image (sample) int64, logits (sample, class)
                       completed_by (chunk) int64: id of the run that finished a chunk, 0 = not yet
                       coords: sample, class (+ class_name), contrast (one per method), kind
-                      attrs: provenance and the settings' hash (``config_hash``)
+                      attrs: format, package_version, created, and the settings: model,
+                      model_fingerprint, methods, rules, input_bounds, dual_seed, layers (forward
+                      order), data_fingerprint, n_samples, chunk, class_names; all of them also
+                      as JSON in ``config`` and hashed in ``config_hash``
     /input            heatmap (contrast, kind, sample, y, x) float32: input relevance, summed
                       over colour
     /layers/<module>  neuron_relevance (contrast, kind, sample, channel) float32: a layer's
@@ -210,7 +213,7 @@ def provenance(config: dict) -> dict:
         "format": FORMAT,
         "package_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        **{key: value for key, value in config.items()},
+        **config,
         "config": json.dumps(config, sort_keys=True),
         "config_hash": config_hash(config),
     }
