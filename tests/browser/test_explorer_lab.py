@@ -128,8 +128,11 @@ def test_explorer_clicks_in_jupyterlab(lab_server, page):
     compact = json.dumps(want, separators=(",", ":"))  # as JSON.stringify writes it
     settled = ut.locator(f".clrp-neuron-view .clrp-heatmap[data-channels='{compact}']")
     settled.wait_for(timeout=30_000)
-    state = _kernel_state(log, lambda s: s["channels"] == want)
-    assert _data(settled, "map-version") == state["map_version"]
+    # the last view wins on both sides: the kernel's newest map is the one the DOM shows
+    state = _kernel_state(
+        log, lambda s: s["channels"] == want and s["map_version"] == _data(settled, "map-version")
+    )
+    assert _data(settled, "channels") == state["channels"] == want
 
     # 3. a heatmap pixel (one under strong neuron relevance): the neuron list fills
     wrap = ut.locator(".clrp-main-map .clrp-canvas-wrap").first
