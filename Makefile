@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed
 JS_SRC := $(wildcard js/*.js js/lib/*.js) package.json
 BUNDLE := clrp_widgets/static/heatmap.js
 PORT ?= 8888
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: setup test lint typecheck jstest pytest demo demo-html bench chromium clean
 
@@ -45,10 +46,11 @@ test: lint typecheck jstest pytest
 
 ## demo: JupyterLab on the quickstart notebook (demo-html: the headless variant)
 demo: setup
-	$(BIN)/jupyter lab notebooks/quickstart.ipynb --port=$(PORT)
+	$(BIN)/jupyter lab notebooks/quickstart.ipynb --port=$(PORT) $(LAB_ARGS)
 
 demo-html: setup
 	mkdir -p build
+	$(PY) -m clrp_widgets.models.demo_grid --out build/demo/grid.png
 	$(PY) -m clrp_widgets.export notebooks/quickstart.ipynb -o build/quickstart.html
 
 bench: setup
