@@ -2,7 +2,7 @@
 // Hover reads values, a click selects a pixel (sent to Python) and the pixel's neuron list is
 // clickable. State is mirrored on data-* attributes for tests; data-ready="1" once drawn.
 import { mapScale } from "./lib/colormap.js";
-import { delayedFlag, h, mirrorState, toFloat32, toUint8 } from "./lib/dom.js";
+import { busyIndicator, h, mirrorState, toFloat32, toUint8 } from "./lib/dom.js";
 import { formatValue, markerBox, pixelAt, valueAt } from "./lib/hit.js";
 import { composite } from "./lib/overlay.js";
 
@@ -41,16 +41,7 @@ function render({ model, el }) {
   let maps = [];
   let canvases = [];
 
-  const setBusy = delayedFlag(
-    () => {
-      progress.hidden = false;
-      root.dataset.busy = "1";
-    },
-    () => {
-      progress.hidden = true;
-      root.dataset.busy = "0";
-    },
-  );
+  const setBusy = busyIndicator(root, progress);
 
   function decode() {
     const H = model.get("height");

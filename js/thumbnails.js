@@ -1,6 +1,6 @@
 // Thumbnail grid: the top channels' conditional maps; a click selects that channel in Python.
 import { mapScale } from "./lib/colormap.js";
-import { delayedFlag, h, mirrorState, toFloat32, toUint8 } from "./lib/dom.js";
+import { busyIndicator, h, mirrorState, toFloat32, toUint8 } from "./lib/dom.js";
 import { formatValue } from "./lib/hit.js";
 import { composite } from "./lib/overlay.js";
 
@@ -12,16 +12,7 @@ function render({ model, el }) {
   root.append(title, progress, grid);
   el.appendChild(root);
 
-  const setBusy = delayedFlag(
-    () => {
-      progress.hidden = false;
-      root.dataset.busy = "1";
-    },
-    () => {
-      progress.hidden = true;
-      root.dataset.busy = "0";
-    },
-  );
+  const setBusy = busyIndicator(root, progress);
 
   function draw() {
     const H = model.get("height");

@@ -50,3 +50,12 @@ export function delayedFlag(onShow, onHide, delay = 400) {
     }
   };
 }
+
+/** A `delayedFlag` that shows `progress` and mirrors it as `data-busy` on `root`. */
+export function busyIndicator(root, progress, delay = 400) {
+  const show = (busy) => {
+    progress.hidden = !busy;
+    root.dataset.busy = busy ? "1" : "0";
+  };
+  return delayedFlag(() => show(true), () => show(false), delay);
+}

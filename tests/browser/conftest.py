@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,10 +50,42 @@ class LabServer:
         return f"{self.base}/{path}?token={self.token}"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def serve(command, *, ready: str, log_path: Path, env: dict, cwd=None, timeout: float = 90):
+    """Run ``command(port)`` as a local server; yield its base URL once ``ready`` answers.
+
+    The process is stopped (terminate, then kill) on exit, whatever happened.
+    """
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            command(port), cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{base}/{ready}", timeout=2):
+                        break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        name = command(port)[2]
+                        raise RuntimeError(f"{name} did not start; see {log_path}") from None
+                    time.sleep(0.3)
+            yield base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 @pytest.fixture(scope="session")
@@ -69,10 +102,10 @@ def lab_server(tmp_path_factory):
     news = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     news.parent.mkdir(parents=True)
     news.write_text(json.dumps({"fetchNews": "false"}))
-    port, token = _free_port(), secrets.token_hex(16)
-    log = (tmp / "lab.log").open("w")
-    proc = subprocess.Popen(
-        [
+    token = secrets.token_hex(16)
+
+    def command(port: int) -> list[str]:
+        return [
             sys.executable,
             "-m",
             "jupyterlab",
@@ -84,27 +117,8 @@ def lab_server(tmp_path_factory):
             "--ServerApp.allow_root=True",
             "--LabApp.expose_app_in_browser=True",
             "--LabServerApp.extension_manager=readonly",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"JupyterLab did not start; see {tmp / 'lab.log'}") from None
-                time.sleep(0.3)
+        ]
+
+    ready = f"api/status?token={token}"
+    with serve(command, ready=ready, log_path=tmp / "lab.log", env=env) as base:
         yield LabServer(base, token, root)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()

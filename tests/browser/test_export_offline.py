@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import serve
 
 from clrp_widgets.export import export_notebook
 
@@ -165,12 +162,6 @@ def test_exported_widgets_render_offline_and_labels_stay_text(exported, page):
     assert HOSTILE in text, "the class name is not shown as text"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def voila_quickstart(tmp_path_factory):
     """Voilà serving a copy of the quickstart on 127.0.0.1; yields its address."""
@@ -180,10 +171,9 @@ def voila_quickstart(tmp_path_factory):
     env = dict(os.environ)
     for var in ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR"):
         env[var] = str(tmp / var.lower())
-    port = _free_port()
-    log = (tmp / "voila.log").open("w")
-    proc = subprocess.Popen(
-        [
+
+    def command(port: int) -> list[str]:
+        return [
             sys.executable,
             "-m",
             "voila",
@@ -191,31 +181,11 @@ def voila_quickstart(tmp_path_factory):
             "--no-browser",
             "--Voila.ip=127.0.0.1",
             f"--port={port}",
-        ],
-        cwd=work,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/voila/static/voila.js", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"Voilà did not start; see {tmp / 'voila.log'}") from None
-                time.sleep(0.3)
+        ]
+
+    ready, log_path = "voila/static/voila.js", tmp / "voila.log"
+    with serve(command, ready=ready, log_path=log_path, env=env, cwd=work, timeout=60) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.mark.skipif(not QUICKSTART.exists(), reason="notebooks/quickstart.ipynb is not there yet")
