@@ -121,6 +121,8 @@ def test_explorer_clicks_in_jupyterlab(lab_server, page):
     state = _kernel_state(log, lambda s: len(s["channels"]) == 2)
     assert state["channels"] == _data(pair, "channels") and state["channels"][0] == first[0]
     assert "correlation" in ut.locator(".clrp-neuron-view .clrp-caption").inner_text()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    ut.screenshot(path=str(ARTIFACTS / "explorer_compare.png"))  # the README's picture
 
     # 2b. rapid clicks on four bars: only the last two are shown, never a stale map
     page.evaluate(RAPID_CLICKS)
