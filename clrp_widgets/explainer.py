@@ -14,10 +14,10 @@ from torch import nn
 
 from clrp_widgets import __version__
 from clrp_widgets.engine import RelevanceEngine
-from clrp_widgets.engine.baselines import BASELINES, baseline, eval_semantics, last_conv_name
+from clrp_widgets.engine.baselines import BASELINES, baseline, last_conv_name
 from clrp_widgets.engine.errors import ConfigError, InputError
 from clrp_widgets.engine.seeds import CONTRASTS
-from clrp_widgets.engine.validation import check_input, first_weighted_layer
+from clrp_widgets.engine.validation import check_input, eval_semantics, first_weighted_layer
 from clrp_widgets.results import build_tree, encode_attrs
 from clrp_widgets.results.tree import as_numpy, probabilities
 

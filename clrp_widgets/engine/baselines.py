@@ -12,7 +12,6 @@ gradient. Gradients are taken with ``torch.autograd.grad``, so no ``.grad`` fiel
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -26,36 +25,13 @@ from clrp_widgets.engine.validation import (
     check_input,
     check_layer,
     check_targets,
+    eval_semantics,
     first_weighted_layer,
 )
 
 Target = int | Sequence[int] | torch.Tensor
 
 BASELINES = ("gradient", "gradient_x_input", "deconvnet", "guided_backprop", "gradcam")
-
-
-@contextmanager
-def eval_semantics(model: nn.Module) -> Iterator[None]:
-    """Run the model in eval mode (as the relevance engine does), then restore every flag.
-
-    A model in training mode gets a ``UserWarning``: dropout and BatchNorm batch statistics
-    would make a map depend on the batch and on chance.
-    """
-    flags = [(module, module.training) for module in model.modules()]
-    if any(training for _, training in flags):
-        warnings.warn(
-            "the model is in training mode; it is explained in eval mode (dropout off, BatchNorm "
-            "running statistics) and its training flags are restored afterwards. Call "
-            "model.eval() to silence this warning.",
-            UserWarning,
-            stacklevel=4,
-        )
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in flags:
-            module.training = training
 
 
 class _ModifiedReLU(torch.autograd.Function):

@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -53,6 +52,7 @@ from .validation import (
     check_layer,
     check_pairwise,
     check_targets,
+    eval_semantics,
     first_weighted_layer,
 )
 
@@ -420,29 +420,17 @@ class RelevanceEngine:
 
     def _record(self, x: Tensor) -> _ForwardPass:
         model = self.model
-        flags = [(m, m.training) for m in model.modules()]
-        if any(t for _, t in flags):
-            warnings.warn(
-                "the model is in training mode; it is explained in eval mode (dropout off, "
-                "BatchNorm running statistics) and its training flags are restored afterwards. "
-                "Call model.eval() to silence this warning.",
-                UserWarning,
-                stacklevel=4,
-            )
         hooked = {n: m for n, m in self._leaves.items()}
         recorder = ForwardRecorder(hooked, self.ruleset, "batchnorm" in self.canonizers)
         x_leaf = x.detach().clone().requires_grad_(True)
-        try:
-            model.eval()
-            with contextlib.ExitStack() as stack:
-                if "resnet" in self.canonizers:
-                    stack.enter_context(residual_sums(model, self.ruleset.sum_eps))
-                stack.enter_context(recorder)
-                with torch.enable_grad():
-                    logits = model(x_leaf)
-        finally:
-            for m, t in flags:
-                m.training = t
+        # warning frames: generator, __enter__, ExitStack, _record, _forward, run, lock, caller
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(eval_semantics(model, stacklevel=8))
+            if "resnet" in self.canonizers:
+                stack.enter_context(residual_sums(model, self.ruleset.sum_eps))
+            stack.enter_context(recorder)
+            with torch.enable_grad():
+                logits = model(x_leaf)
         if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] != x.shape[0]:
             shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
             raise ConfigError(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import difflib
 import numbers
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -190,3 +192,27 @@ def check_channel(channel: Any, n_channels: int, layer: str) -> int:
             f"channels (0..{n_channels - 1})."
         )
     return channel
+
+
+@contextmanager
+def eval_semantics(model: nn.Module, stacklevel: int = 4) -> Iterator[None]:
+    """Run the model in eval mode (as the relevance engine does), then restore every flag.
+
+    A model in training mode gets a ``UserWarning``: dropout and BatchNorm batch statistics
+    would make a map depend on the batch and on chance.
+    """
+    flags = [(module, module.training) for module in model.modules()]
+    if any(training for _, training in flags):
+        warnings.warn(
+            "the model is in training mode; it is explained in eval mode (dropout off, BatchNorm "
+            "running statistics) and its training flags are restored afterwards. Call "
+            "model.eval() to silence this warning.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in flags:
+            module.training = training

@@ -28,6 +28,7 @@ import traitlets as t
 from PIL import Image
 
 from clrp_widgets.engine.errors import ConfigError
+from clrp_widgets.engine.presets import PRESETS
 from clrp_widgets.widgets.charts import NeuronBarsChart, TopClassesChart
 from clrp_widgets.widgets.heatmap import HeatmapView
 from clrp_widgets.widgets.maps import (
@@ -56,14 +57,7 @@ CONTRASTS = [
     ("Guided BP", "guided_backprop"),
     ("Grad-CAM", "gradcam"),
 ]
-RULES = [
-    "paper",
-    "epsilon_plus",
-    "epsilon_plus_flat",
-    "epsilon_gamma_box",
-    "epsilon_alpha2_beta1",
-    "epsilon",
-]
+RULES = list(PRESETS)
 NEURON_MODES = [("conditional (decision)", "decision"), ("neuron vs its layer", "neuron")]
 SIGNED_BY_DEFAULT = {"gradient", "gradient_x_input", "deconvnet", "guided_backprop"}
 THUMBNAILS = 12
