@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -115,7 +116,7 @@ class RelevanceEngine:
     input_bounds
         ``(low, high)``: the lowest and highest possible input values for the z^B first-layer
         rule, scalars or per-channel tensors ``(C,)``. None uses the CLRP authors' bounds for
-        ImageNet-normalised input, ``(-2.1179, 2.64)``, and refuses input outside them.
+        ImageNet-normalised input, ``(-2.1179, 2.64)``, and warns about input outside them.
     canonizers
         ``"auto"`` (default), None, or a subset of ``("batchnorm", "resnet")``.
     """
@@ -354,10 +355,13 @@ class RelevanceEngine:
         if not self.bounds_given and self._uses_box():
             low, high = self.input_bounds
             if bool((x < low - 1e-4).any() | (x > high + 1e-4).any()):
-                raise InputError(
+                warnings.warn(
                     f"x has values outside the default input_bounds {self.input_bounds} (the CLRP "
-                    "authors' bounds for ImageNet-normalised input); pass input_bounds=(low, high) "
-                    "with the lowest and highest possible input values, e.g. (0, 1)."
+                    "authors' bounds for ImageNet-normalised input), which the first layer's z^B "
+                    "rule assumes; pass input_bounds=(low, high) with the lowest and highest "
+                    "possible input values, e.g. (0, 1).",
+                    UserWarning,
+                    stacklevel=4,
                 )
         return x
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 
 import pytest
@@ -158,10 +159,16 @@ def test_input_bounds_must_be_a_pair(model):
         RelevanceEngine(model, input_bounds=1.0)
 
 
-def test_default_bounds_refuse_input_outside_them(model):
-    with raises(InputError, "input_bounds=(low, high)"):
-        cw.lrp(model, torch.full((1, 3, 16, 16), 3.0), 0)
-    assert cw.lrp(model, make_input(1), 0).shape == (1, 3, 16, 16)
+def test_default_bounds_warn_about_input_outside_them(model):
+    x = torch.full((1, 3, 16, 16), 3.0)
+    with pytest.warns(UserWarning, match=r"input_bounds=\(low, high\)"):
+        outside = cw.lrp(model, x, 0)
+    # computed with the default bounds all the same, as an explicit call with them would be
+    explicit = cw.lrp(model, x, 0, input_bounds=(-2.1179, 2.64))
+    torch.testing.assert_close(outside, explicit, rtol=0, atol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cw.lrp(model, make_input(1), 0).shape == (1, 3, 16, 16)
 
 
 class Doubler(nn.Module):
