@@ -1,7 +1,8 @@
 """Functional API: ``lrp`` and ``clrp``, torch in, torch out (DESIGN §2).
 
-Each call builds a fresh :class:`~clrp_widgets.engine.RelevanceEngine`, so the modified weights are
-computed per call; for many calls on one model, keep a ``RelevanceEngine`` (or ``cw.Explainer``).
+Each call builds a fresh :class:`~clrp_widgets.engine.RelevanceEngine` that keeps no denominators
+(one-shot memory close to a gradient's), so the modified weights are computed per call; for many
+calls on one model, keep a ``RelevanceEngine`` (or ``cw.Explainer``).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def lrp(
     canonizers
         ``"auto"``, None, or a subset of ``("batchnorm", "resnet")``.
     """
-    engine = RelevanceEngine(model, rules, input_bounds, canonizers)
+    engine = RelevanceEngine(model, rules, input_bounds, canonizers, keep_denominators=False)
     return engine.run(x, target, contrast="lrp", kinds=("target",)).input[0]
 
 
@@ -68,6 +69,6 @@ def clrp(
     :meth:`RelevanceEngine.run`). The other arguments are as in :func:`lrp`. The difference is
     computed in one backward pass of the seed difference.
     """
-    engine = RelevanceEngine(model, rules, input_bounds, canonizers)
+    engine = RelevanceEngine(model, rules, input_bounds, canonizers, keep_denominators=False)
     out = engine.run(x, target, contrast=variant, kinds=("contrast",), dual_seed=dual_seed)
     return out.input[0].clamp(min=0)

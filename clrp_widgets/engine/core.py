@@ -31,7 +31,7 @@ import contextlib
 import functools
 import threading
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -119,6 +119,11 @@ class RelevanceEngine:
         ImageNet-normalised input, ``(-2.1179, 2.64)``, and warns about input outside them.
     canonizers
         ``"auto"`` (default), None, or a subset of ``("batchnorm", "resnet")``.
+    keep_denominators
+        True (default): the rules' per-input denominators (e.g. z+ sums) are kept with the cached
+        forward pass, so later requests on the same input cost one backward pass each (what the
+        widgets need). False: they are made during each backward pass and dropped, so a one-shot
+        map needs about as much memory as a gradient (what the functional API uses).
     """
 
     def __init__(
@@ -127,6 +132,7 @@ class RelevanceEngine:
         rules: str | Mapping[Any, Rule] = "paper",
         input_bounds: tuple[Bound, Bound] | None = None,
         canonizers: str | Sequence[str] | None = "auto",
+        keep_denominators: bool = True,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
@@ -145,6 +151,7 @@ class RelevanceEngine:
         self._cache: _ForwardPass | None = None
         self._call_order: list[str] | None = None
         self._lock = threading.RLock()
+        self.keep_denominators = bool(keep_denominators)
 
     # ------------------------------------------------------------------ public API
     def layer_names(self) -> list[str]:
@@ -221,7 +228,8 @@ class RelevanceEngine:
         compute = ["target", "dual"] if normalise else [k for k in kinds if k != "contrast"]
         if "contrast" in kinds and not derive:
             compute.append("contrast")
-        maps = {k: self._class_backprop(fp, seeds[k], targets, names) for k in compute}
+        with self._denominators(fp, several_passes=len(compute) > 1):
+            maps = {k: self._class_backprop(fp, seeds[k], targets, names) for k in compute}
         sums = {k: seeds[k].total() for k in compute}
         if normalise:
             for k in ("target", "dual"):
@@ -295,9 +303,10 @@ class RelevanceEngine:
         names = [n for n in names if n in order[: last + 1]]
         root = fp.outputs[layer]
         maps, sums = {}, {}
-        for k in kinds:
-            maps[k] = self._backprop(fp, [root], [seeds[k]], names)
-            sums[k] = seeds[k].reshape(seeds[k].shape[0], -1).sum(1)
+        with self._denominators(fp, several_passes=len(kinds) > 1):
+            for k in kinds:
+                maps[k] = self._backprop(fp, [root], [seeds[k]], names)
+                sums[k] = seeds[k].reshape(seeds[k].shape[0], -1).sum(1)
         targets = torch.full((act.shape[0],), channel, dtype=torch.long, device=act.device)
         return self._output(fp, targets, kinds, maps, sums, names)
 
@@ -335,21 +344,37 @@ class RelevanceEngine:
         act = self._activation(fp, layer)
         chans = [check_channel(c, act.shape[1], layer) for c in channels]
         root = fp.outputs[layer]
-        if dual_seed == "logits":
-            assert d_seed is not None
-            at_layer = self._normalised_contrast_at(fp, t_seed, d_seed, targets, root)
-        else:
-            roots, grads = self._class_roots(fp, seed, targets)
-            (at_layer,) = torch.autograd.grad(roots, [root], grads, retain_graph=True)
-        if not chans:
-            return at_layer.new_zeros((0, *x.shape))
-        seeds = at_layer.new_zeros((len(chans), *at_layer.shape))
-        for g, c in enumerate(chans):
-            seeds[g, :, c] = at_layer[:, c]
-        step = max(1, int(chunk))
-        return torch.cat([self._batched_to_input(fp, root, part) for part in seeds.split(step)])
+        with self._denominators(fp, several_passes=True):
+            if dual_seed == "logits":
+                assert d_seed is not None
+                at_layer = self._normalised_contrast_at(fp, t_seed, d_seed, targets, root)
+            else:
+                roots, grads = self._class_roots(fp, seed, targets)
+                (at_layer,) = torch.autograd.grad(roots, [root], grads, retain_graph=True)
+            if not chans:
+                return at_layer.new_zeros((0, *x.shape))
+            seeds = at_layer.new_zeros((len(chans), *at_layer.shape))
+            for g, c in enumerate(chans):
+                seeds[g, :, c] = at_layer[:, c]
+            step = max(1, int(chunk))
+            parts = [self._batched_to_input(fp, root, part) for part in seeds.split(step)]
+        return torch.cat(parts)
 
     # ------------------------------------------------------------------ internals
+    @contextlib.contextmanager
+    def _denominators(self, fp: _ForwardPass, several_passes: bool) -> Iterator[None]:
+        """Keep the rules' denominators while several backward passes need them; after the
+        call, keep them with the cached forward pass only if ``keep_denominators``."""
+        keep = self.keep_denominators or several_passes
+        for node in fp.nodes:
+            node.keep_state = keep
+        try:
+            yield
+        finally:
+            if not self.keep_denominators:
+                for node in fp.nodes:
+                    node.state = {}
+
     def _check_x(self, x: Any) -> Tensor:
         x = check_input(x, self._first)
         if not self.bounds_given and self._uses_box():
@@ -477,7 +502,6 @@ class RelevanceEngine:
             self._prepared[key] = rule.prepare(node.weight, node.bias)
         node.op = self._ops[node.name]
         node.prepared = self._prepared[key]
-        node.state = rule.state(node.op, node.a, node.pristine_output(), node.prepared)
 
     def _activation(self, fp: _ForwardPass, layer: str) -> Tensor:
         if layer not in fp.activations:

@@ -38,7 +38,8 @@ class Node:
         self.weight: Tensor | None = None
         self.bias: Tensor | None = None
         self.prepared: dict[str, Any] = {}
-        self.state: dict[str, Any] = {}
+        self.state: dict[str, Any] = {}  # the rule's per-input denominators, made on first use
+        self.keep_state = True  # keep them for later backward passes over this forward pass
 
     def output(self) -> Tensor:
         """Output of the (possibly BatchNorm-merged) layer, recomputed if overwritten in place.
@@ -66,7 +67,10 @@ class Node:
         if isinstance(rule, Norm):
             return rule.relevance(self.module, self.a, self.output(), R)
         assert isinstance(rule, LinearRule) and self.op is not None
-        return rule.relevance(self.op, self.a, self.state, self.prepared, R)
+        state = self.state or rule.state(self.op, self.a, self.pristine_output(), self.prepared)
+        if self.keep_state:
+            self.state = state
+        return rule.relevance(self.op, self.a, state, self.prepared, R)
 
 
 class _RelevanceFn(torch.autograd.Function):

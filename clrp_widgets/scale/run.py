@@ -319,7 +319,7 @@ def _probe(
 
     Every target is checked against the number of classes, and every method is tried once.
     """
-    engine = RelevanceEngine(model, rules=rules, input_bounds=bounds)
+    engine = RelevanceEngine(model, rules=rules, input_bounds=bounds, keep_denominators=False)
     device = next(model.parameters(), torch.empty(0)).device
     x = torch.from_numpy(table.batch(0, 1)[0]).to(device)
     capture = "all" if layers is None else layers

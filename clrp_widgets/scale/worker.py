@@ -100,7 +100,9 @@ def engine_for(spec: EngineSpec) -> RelevanceEngine:
             "this worker has not received the model; pass the dask Client to "
             "explain_dataset (it installs the model on every worker with a plugin)"
         )
-    engine = RelevanceEngine(model, rules=spec.rules, input_bounds=spec.input_bounds)
+    engine = RelevanceEngine(
+        model, rules=spec.rules, input_bounds=spec.input_bounds, keep_denominators=False
+    )
     while len(_ENGINES) >= _MAX_ENGINES:
         _ENGINES.pop(next(iter(_ENGINES)))
     _ENGINES[spec.key] = engine

@@ -9,6 +9,7 @@ from engine_nets import make_cnn, make_input
 
 import clrp_widgets as cw
 from clrp_widgets.engine import EngineOutput, LayerCapture, RelevanceEngine
+from clrp_widgets.engine.rules import LinearRule, ZPlus
 
 B = (0.0, 1.0)
 
@@ -216,3 +217,44 @@ def test_custom_mapping_equal_to_paper_preset(cnn, x):
     custom = RelevanceEngine(cnn, rules=rules).run(x, [0, 4], "clrp1", capture="all")
     paper = RelevanceEngine(cnn, input_bounds=B).run(x, [0, 4], "clrp1", capture="all")
     torch.testing.assert_close(custom.input, paper.input, rtol=0, atol=0)
+
+
+class CountingZPlus(ZPlus):
+    """z+ that counts how often its per-input denominators are made."""
+
+    made = 0
+
+    def state(self, op, a, out, p):
+        type(self).made += 1
+        return super().state(op, a, out, p)
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_denominators_kept_only_when_asked_and_maps_unchanged(cnn, x, keep):
+    reference = RelevanceEngine(cnn, input_bounds=B)
+    engine = RelevanceEngine(cnn, input_bounds=B, keep_denominators=keep)
+    calls = [
+        lambda e: e.run(x, 1, "clrp1", capture="all").input,
+        lambda e: e.run(x, 1, "clrp2", kinds=("target", "dual", "contrast")).input,
+        lambda e: e.neuron(x, "3", 2).input,
+        lambda e: e.conditional(x, 1, "3", [0, 2, 4]),
+    ]
+    for call in calls:
+        torch.testing.assert_close(call(engine), call(reference), rtol=0, atol=0)
+        states = [n.state for n in engine._cache.nodes if isinstance(n.rule, LinearRule)]
+        assert all(states) if keep else not any(states)
+
+
+def test_one_pass_makes_denominators_once_per_pass_and_two_kinds_share_them(cnn, x):
+    rules = {torch.nn.Conv2d: CountingZPlus(), torch.nn.Linear: CountingZPlus()}
+    layers = sum(isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) for m in cnn.modules())
+    kept = RelevanceEngine(cnn, rules=rules, input_bounds=B)
+    dropped = RelevanceEngine(cnn, rules=rules, input_bounds=B, keep_denominators=False)
+    CountingZPlus.made = 0
+    kept.run(x, 1, "clrp1")
+    kept.run(x, 2, "clrp1")  # the same input: backward only, denominators reused
+    assert CountingZPlus.made == layers
+    CountingZPlus.made = 0
+    dropped.run(x, 1, "clrp1", kinds=("target", "dual"))  # two passes share one set
+    dropped.run(x, 2, "clrp1")  # dropped after the call: made again
+    assert CountingZPlus.made == 2 * layers
