@@ -41,7 +41,9 @@ def methods(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[], o
 
     from clrp_widgets.engine import RelevanceEngine
 
-    engine = RelevanceEngine(model, input_bounds=BOUNDS)
+    # one-shot maps (as cw.clrp makes them) and the widgets' engine, which keeps its denominators
+    engine = RelevanceEngine(model, input_bounds=BOUNDS, keep_denominators=False)
+    widget_engine = RelevanceEngine(model, input_bounds=BOUNDS)
     n = x.shape[0]
 
     def gradient() -> object:
@@ -63,7 +65,7 @@ def methods(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[], o
         return engine.run(x, TARGET, "clrp1", kinds=("target", "dual", "contrast"))
 
     def clrp_same_image_again() -> object:
-        return engine.run(x, TARGET + 1, "clrp1", kinds=("contrast",))
+        return widget_engine.run(x, TARGET + 1, "clrp1", kinds=("contrast",))
 
     def zennit_flat() -> object:
         seeds = torch.zeros(n, 1000, device=x.device)
