@@ -41,11 +41,16 @@ class PointingGame(Metric):
         self.tolerance = tolerance
         self.per_class = per_class
 
+    def _inputs(
+        self, maps: Any, boxes: Any
+    ) -> tuple[np.ndarray, list[np.ndarray], tuple[float, float]]:
+        """Maps (N, H, W), each map's box regions, and the tolerance in pixels for this size."""
+        m = as_maps(maps)
+        return m, as_regions(boxes, len(m)), tolerance_px(m.shape[1:], self.tolerance)
+
     def __call__(self, maps: Any, boxes: Any) -> np.ndarray:
         """Per-map hit values in [0, 1] (1 hit, 0 miss; NaN where the map has no box)."""
-        m = as_maps(maps)
-        regions = as_regions(boxes, len(m))
-        tol = tolerance_px(m.shape[1:], self.tolerance)
+        m, regions, tol = self._inputs(maps, boxes)
         out = np.full(len(m), np.nan)
         for i, (mi, region) in enumerate(zip(m, regions, strict=True)):
             if len(region):
@@ -97,9 +102,7 @@ class StrictPointingGame(PointingGame):
 
     def __call__(self, maps: Any, boxes: Any) -> np.ndarray:
         """Per-map hits (1.0 or 0.0; NaN where the map has no box)."""
-        m = as_maps(maps)
-        regions = as_regions(boxes, len(m))
-        tol = tolerance_px(m.shape[1:], self.tolerance)
+        m, regions, tol = self._inputs(maps, boxes)
         out = np.full(len(m), np.nan)
         for i, (mi, region) in enumerate(zip(m, regions, strict=True)):
             if not len(region):

@@ -53,12 +53,15 @@ def target_scores(
     return torch.cat(out).double().cpu()
 
 
-def _check_sizes(images: torch.Tensor, maps: np.ndarray) -> None:
-    if images.shape[0] != maps.shape[0] or images.shape[2:] != maps.shape[1:]:
+def _inputs(images: Any, maps: Any, targets: Any) -> tuple[torch.Tensor, np.ndarray, torch.Tensor]:
+    """Images (N, C, H, W), maps (N, H, W) of the same size, and one target per image."""
+    x, m = as_images(images), as_maps(maps)
+    if x.shape[0] != m.shape[0] or x.shape[2:] != m.shape[1:]:
         raise InputError(
-            f"images {tuple(images.shape)} and maps {maps.shape} do not match: give one map of "
+            f"images {tuple(x.shape)} and maps {m.shape} do not match: give one map of "
             "the image's height and width per image."
         )
+    return x, m, torch.as_tensor(as_targets(targets, len(x)))
 
 
 class Ablation(Metric):
@@ -97,10 +100,7 @@ class Ablation(Metric):
         self, model: torch.nn.Module, images: Any, maps: Any, targets: Any, mean: Any = None
     ) -> np.ndarray:
         """Per-image drop of the target logit (float64, N)."""
-        x = as_images(images)
-        m = as_maps(maps)
-        _check_sizes(x, m)
-        t = torch.as_tensor(as_targets(targets, len(x)))
+        x, m, t = _inputs(images, maps, targets)
         before = target_scores(model, x, t)
         after = target_scores(model, self.ablate(x, m, channel_mean(x, mean)), t)
         return (before - after).numpy()
@@ -149,10 +149,7 @@ class RegionPerturbation(Metric):
         self, model: torch.nn.Module, images: Any, maps: Any, targets: Any, mean: Any = None
     ) -> np.ndarray:
         """Target logit after each step, float64 (N, L+1); column 0 is the unperturbed image."""
-        x = as_images(images)
-        m = as_maps(maps)
-        _check_sizes(x, m)
-        t = torch.as_tensor(as_targets(targets, len(x)))
+        x, m, t = _inputs(images, maps, targets)
         fill = channel_mean(x, mean)
         p, gh, gw = self._grid(m.shape[1:])
         n_regions = gh * gw
