@@ -1,8 +1,10 @@
 """Functional API: ``lrp`` and ``clrp``, torch in, torch out (DESIGN §2).
 
-Each call builds a fresh :class:`~clrp_widgets.engine.RelevanceEngine` that keeps no denominators
-(one-shot memory close to a gradient's), so the modified weights are computed per call; for many
-calls on one model, keep a ``RelevanceEngine`` (or ``cw.Explainer``).
+Calls reuse one :class:`~clrp_widgets.engine.RelevanceEngine` per model and configuration (rules,
+bounds, canonizers; see :mod:`clrp_widgets.engine.memo`), held weakly and refreshed when a weight
+changes, so a loop of calls costs what a kept engine costs. Those engines keep no denominators and
+no forward pass between calls: one call needs about a gradient's memory. Calls from several
+threads on one model are serialised by the model's lock.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .engine.core import RelevanceEngine
+from .engine.memo import memo_engine, one_shot
 from .engine.presets import Bound
 from .engine.rules import Rule
 
@@ -46,8 +48,9 @@ def lrp(
     canonizers
         ``"auto"``, None, or a subset of ``("batchnorm", "resnet")``.
     """
-    engine = RelevanceEngine(model, rules, input_bounds, canonizers, keep_denominators=False)
-    return engine.run(x, target, contrast="lrp", kinds=("target",)).input[0]
+    engine = memo_engine(model, rules, input_bounds, canonizers)
+    out = one_shot(engine, lambda e: e.run(x, target, contrast="lrp", kinds=("target",)))
+    return out.input[0]
 
 
 def clrp(
@@ -69,6 +72,9 @@ def clrp(
     :meth:`RelevanceEngine.run`). The other arguments are as in :func:`lrp`. The difference is
     computed in one backward pass of the seed difference.
     """
-    engine = RelevanceEngine(model, rules, input_bounds, canonizers, keep_denominators=False)
-    out = engine.run(x, target, contrast=variant, kinds=("contrast",), dual_seed=dual_seed)
+    engine = memo_engine(model, rules, input_bounds, canonizers)
+    out = one_shot(
+        engine,
+        lambda e: e.run(x, target, contrast=variant, kinds=("contrast",), dual_seed=dual_seed),
+    )
     return out.input[0].clamp(min=0)

@@ -10,8 +10,9 @@ seed, so ``target - dual`` is one backward pass (DESIGN §1).
 Caching
 -------
 - Modified weights (W+, W-, gamma-shifted, BatchNorm-merged) are computed once per engine and
-  reused; they are recomputed only when a parameter or buffer changes (its storage or version
-  counter), so they are never recomputed per call.
+  reused; they are recomputed only when a parameter or buffer changes (its storage, version
+  counter or bits: :mod:`~clrp_widgets.engine.fingerprint`), so they are never recomputed per
+  call.
 - The last forward pass is kept, keyed on the input's content (``torch.equal`` against a copy)
   and the weights' fingerprint: a second call on the same ``x`` (e.g. a widget switching target,
   contrast or layer) runs only backward passes. :meth:`RelevanceEngine.clear_cache` frees it.
@@ -21,15 +22,15 @@ Model safety
 Hooks live only during the forward pass (``try/finally``), the residual-sum canonizer's forward
 override likewise, and weights are never written. A model in training mode is explained in eval
 semantics: every module's ``training`` flag is set to False for the forward pass and restored
-afterwards, with a ``UserWarning``. Calls on one engine are serialised by a lock, so a widget's
-worker thread and the notebook may share it.
+afterwards, with a ``UserWarning``. Calls are serialised by the model's lock
+(:func:`~clrp_widgets.engine.locking.model_lock`), shared by every engine, explainer, baseline and
+widget on that model, so a widget's worker thread and the notebook may share it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,7 +41,9 @@ from torch import Tensor, nn
 
 from .canonizers import residual_sums, resolve_canonizers
 from .errors import ConfigError, InputError, LayerNotFoundError, UnsupportedLayerError
+from .fingerprint import weights_fingerprint
 from .hooks import ForwardRecorder, Node, no_rule_message
+from .locking import model_lock
 from .ops import LINEAR_TYPES, LinearOp
 from .presets import AVG_POOLS, MAX_POOLS, Bound, normalize_bounds, resolve_rules
 from .rules import LinearRule, Rule, ZBox
@@ -150,7 +153,7 @@ class RelevanceEngine:
         self._fingerprint: tuple[Any, ...] | None = None
         self._cache: _ForwardPass | None = None
         self._call_order: list[str] | None = None
-        self._lock = threading.RLock()
+        self._lock = model_lock(model)  # shared by every engine on this model
         self.keep_denominators = bool(keep_denominators)
 
     # ------------------------------------------------------------------ public API
@@ -420,8 +423,7 @@ class RelevanceEngine:
         return [check_layer(name, known) for name in capture]
 
     def _fingerprint_now(self) -> tuple[Any, ...]:
-        tensors = [*self.model.parameters(), *self.model.buffers()]
-        return tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+        return weights_fingerprint(self.model)
 
     def _forward(self, x: Tensor) -> _ForwardPass:
         fingerprint = self._fingerprint_now()
@@ -594,15 +596,16 @@ class RelevanceEngine:
         sums: dict[str, Tensor],
         names: list[str],
     ) -> EngineOutput:
+        # copies: a caller editing a result in place must not change the cached forward pass
         layers = {
             name: LayerCapture(
-                activation=_materialize(fp.activations, name),
+                activation=_materialize(fp.activations, name).clone(),
                 relevance=torch.stack([maps[k][1][i] for k in kinds]),
             )
             for i, name in enumerate(names)
         }
         return EngineOutput(
-            logits=fp.logits.detach(),
+            logits=fp.logits.detach().clone(),
             targets=targets,
             kinds=kinds,
             input=torch.stack([maps[k][0] for k in kinds]),

@@ -13,6 +13,14 @@ layer. With ``S = z_j`` the target logit:
 - pairwise ``B``: ``S`` at ``B``.
 
 All rules are linear in the seed, so the contrast map is one backward pass of ``target - dual``.
+
+One-logit (binary) models, ``logits`` of shape (N, 1): the logit ``z`` is the evidence for the
+positive class against the negative one, and the negative class has no output of its own. LRP and
+CLRP2 are defined (CLRP2's dual ``-W_j`` *is* the negative class: "positive rather than negative").
+CLRP1 and SGLRP spread the dual over the *other* outputs, of which there are none (CLRP1 would
+divide by ``C - 1 = 0``, SGLRP's softmax of one logit is constant), so they raise a
+:class:`~clrp_widgets.engine.errors.ConfigError` rather than silently return a NaN or zero map;
+we do not guess a two-class convention (``[-z, z]``, ``[0, z]``, sigmoid or softmax) for the user.
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from .errors import ConfigError
 
 CONTRASTS = ("lrp", "clrp1", "clrp2", "sglrp")
 DUAL_SEEDS = ("uniform", "logits")
@@ -53,6 +63,13 @@ def class_seeds(
 ) -> tuple[Seed, Seed | None]:
     """Target and dual seeds (dual None for plain LRP). ``logits`` is detached, (N, C)."""
     n, c = logits.shape
+    if c < 2 and contrast in ("clrp1", "sglrp"):
+        raise ConfigError(
+            f"the model has one logit (a binary classifier), so {contrast!r} has no other class "
+            "to contrast with; use variant/contrast='clrp2' (dual: the negated logit, i.e. "
+            "'positive rather than negative') or 'lrp', or wrap the model to return two logits, "
+            "e.g. torch.cat([-z, z], dim=1)."
+        )
     rows = torch.arange(n, device=logits.device)
     onehot = torch.zeros_like(logits)
     onehot[rows, targets] = 1.0

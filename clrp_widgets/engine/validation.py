@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import ConfigError, InputError, LayerNotFoundError
+from .locking import model_lock
 from .ops import CONV_TYPES
 from .seeds import CONTRASTS, DUAL_SEEDS
 
@@ -199,20 +200,22 @@ def eval_semantics(model: nn.Module, stacklevel: int = 4) -> Iterator[None]:
     """Run the model in eval mode (as the relevance engine does), then restore every flag.
 
     A model in training mode gets a ``UserWarning``: dropout and BatchNorm batch statistics
-    would make a map depend on the batch and on chance.
+    would make a map depend on the batch and on chance. The model's lock is held throughout, so
+    two threads never save and restore the flags of one model at the same time.
     """
-    flags = [(module, module.training) for module in model.modules()]
-    if any(training for _, training in flags):
-        warnings.warn(
-            "the model is in training mode; it is explained in eval mode (dropout off, BatchNorm "
-            "running statistics) and its training flags are restored afterwards. Call "
-            "model.eval() to silence this warning.",
-            UserWarning,
-            stacklevel=stacklevel,
-        )
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in flags:
-            module.training = training
+    with model_lock(model):
+        flags = [(module, module.training) for module in model.modules()]
+        if any(training for _, training in flags):
+            warnings.warn(
+                "the model is in training mode; it is explained in eval mode (dropout off, "
+                "BatchNorm running statistics) and its training flags are restored afterwards. "
+                "Call model.eval() to silence this warning.",
+                UserWarning,
+                stacklevel=stacklevel,
+            )
+        model.eval()
+        try:
+            yield
+        finally:
+            for module, training in flags:
+                module.training = training

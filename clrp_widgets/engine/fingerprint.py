@@ -1,0 +1,39 @@
+"""A cheap fingerprint of a model's weights, for the engine's caches.
+
+Storage pointer, version counter, dtype and device of every parameter and buffer catch a new
+tensor (``p.data = ...``, ``load_state_dict`` with ``assign``) and any in-place edit autograd
+sees (``with torch.no_grad(): p.mul_(2)``, optimiser steps, ``load_state_dict``). An edit made
+through ``p.data`` (``p.data.mul_(2)``, ``p.data.copy_(...)``) bumps no version counter, so each
+tensor's bits are also summed (as integers, wrapping, so exact and independent of the order of
+summation). Limit: an edit through ``.data`` that keeps that sum, such as permuting entries in
+place, is not seen; edit the parameter itself under ``torch.no_grad()`` instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+_INT_OF_SIZE = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _bit_sum(t: Tensor) -> Tensor:
+    t = t.detach()
+    if t.is_complex():
+        t = torch.view_as_real(t)
+    size = t.element_size()
+    return t.view(_INT_OF_SIZE[size]).sum(dtype=torch.int32 if size <= 4 else torch.int64)
+
+
+def weights_fingerprint(model: nn.Module) -> tuple[Any, ...]:
+    """Identity, version and bit sum of every parameter and buffer of ``model``."""
+    tensors = [*model.parameters(), *model.buffers()]
+    ident = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+    sums = [_bit_sum(t) for t in tensors if t.numel()]
+    by_device: dict[torch.device, list[Tensor]] = {}
+    for s in sums:
+        by_device.setdefault(s.device, []).append(s.to(torch.int64))
+    checks = tuple(tuple(torch.stack(v).tolist()) for v in by_device.values())
+    return ident + checks
