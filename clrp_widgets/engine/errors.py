@@ -28,3 +28,7 @@ class LayerNotFoundError(CLRPError, KeyError):
 
 class ModelNotAvailableError(CLRPError, FileNotFoundError):
     """Model weights are not on this machine (no download happens at run time)."""
+
+
+class ResultFileError(CLRPError, ValueError):
+    """A saved result tree (netCDF/zarr) that cannot be read back as one (corrupt or hostile)."""

@@ -16,6 +16,36 @@ from typing import Any
 import numpy as np
 
 JSON_PREFIX = "json:"
+MAX_DEPTH = 32  # nesting of lists/dicts in one attribute (result trees use at most 3)
+_SCALARS = (str, int, float, bool, np.generic)
+
+
+def check_attr_value(value: Any) -> str | None:
+    """Why ``value`` is not a valid result-tree attribute, or None if it is.
+
+    Valid: None, str, int, float, bool (numpy scalars and 1-D arrays too), and lists and dicts with
+    str keys of them, nested at most :data:`MAX_DEPTH` deep. Walks iteratively, so no input can
+    exhaust the stack.
+    """
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if item is None or isinstance(item, _SCALARS):
+            continue
+        if depth >= MAX_DEPTH:
+            return f"it is nested more than {MAX_DEPTH} levels deep"
+        if isinstance(item, np.ndarray):
+            if item.ndim > 1 or item.dtype.kind not in "biufUS":
+                return f"it holds a {item.ndim}-D {item.dtype} array"
+        elif isinstance(item, list | tuple):
+            stack.extend((v, depth + 1) for v in item)
+        elif isinstance(item, Mapping):
+            if not all(isinstance(k, str) for k in item):
+                return "it holds a mapping with non-string keys"
+            stack.extend((v, depth + 1) for v in item.values())
+        else:
+            return f"it holds a {type(item).__name__}"
+    return None
 
 
 def to_python(value: Any) -> Any:

@@ -92,3 +92,67 @@ def test_file_is_closed_after_open_tree(tmp_path) -> None:
     path.unlink()  # would fail on some platforms if still open; then rewrite the same path
     save(build_tree(make_output()), path, "netcdf")
     assert open_tree(path)["input"].relevance.shape == (3, 2, 3, 6, 6)
+
+
+# ----- hostile attributes (issue 10): a clear error, never RecursionError/TypeError
+
+
+def _hostile(tmp_path, **attrs) -> object:
+    tree = build_tree(make_output(), attrs=ATTRS)
+    tree.attrs.update(attrs)
+    path = tmp_path / "hostile.nc"
+    save(tree, path, "netcdf")
+    return path
+
+
+DEEP = "json:" + "[" * 50_000 + "]" * 50_000
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (DEEP, "nested"),
+        ("json:" + "[" * 100 + "]" * 100, "nested"),
+        ("json:{not json", "not valid JSON"),
+    ],
+)
+def test_hostile_attribute_gives_a_clear_error_when_decoding(tmp_path, value, problem) -> None:
+    from clrp_widgets.engine.errors import ResultFileError
+
+    path = _hostile(tmp_path, note=value)
+    with pytest.raises(ResultFileError, match=f"(?s)'note'.*hostile.nc.*{problem}"):
+        open_tree(path, decode=True)
+
+
+@pytest.mark.parametrize("value", [DEEP, "json:{not json", "json:5", 'json:["a", 1, null]'])
+def test_decode_false_means_raw(tmp_path, value) -> None:
+    path = _hostile(tmp_path, note=value, layer_order=value)
+    back = open_tree(path)
+    assert back.attrs["note"] == value and back.attrs["layer_order"] == value
+    assert sorted(back["layers"].children) == sorted(LAYER_ORDER)  # the file's order is kept
+
+
+def test_layer_order_of_the_wrong_type_is_ignored_when_decoding(tmp_path) -> None:
+    back = open_tree(_hostile(tmp_path, layer_order="json:5"), decode=True)
+    assert back.attrs["layer_order"] == 5
+    assert sorted(back["layers"].children) == sorted(LAYER_ORDER)
+
+
+def test_hostile_zarr_attributes_give_a_clear_error(tmp_path) -> None:
+    import json
+
+    from clrp_widgets.engine.errors import ResultFileError
+
+    tree = build_tree(make_output(), attrs=ATTRS)
+    path = tmp_path / "r.zarr"
+    save(tree, path, "zarr")
+    meta_path = path / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    deep: object = 1
+    for _ in range(200):
+        deep = [deep]
+    meta["attributes"]["note"] = deep
+    meta["attributes"]["layer_order"] = {"a": 1}
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ResultFileError, match="'note'.*nested"):
+        open_tree(path)
