@@ -154,5 +154,5 @@ def test_hostile_zarr_attributes_give_a_clear_error(tmp_path) -> None:
     meta["attributes"]["note"] = deep
     meta["attributes"]["layer_order"] = {"a": 1}
     meta_path.write_text(json.dumps(meta))
-    with pytest.raises(ResultFileError, match="'note'.*nested"):
+    with pytest.raises(ResultFileError, match=r"'note'.*nested"):
         open_tree(path)
