@@ -72,9 +72,7 @@ def open_tree(
     return xr.DataTree.from_dict(ordered)
 
 
-def _checked_attrs(
-    attrs: Mapping[str, Any], node: str, label: str, decode: bool
-) -> dict[str, Any]:
+def _checked_attrs(attrs: Mapping[str, Any], node: str, label: str, decode: bool) -> dict[str, Any]:
     """``attrs`` as Python values (``"json:"`` ones decoded if ``decode``), each one checked."""
     out = {}
     for key, value in attrs.items():
