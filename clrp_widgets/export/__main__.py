@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from clrp_widgets.engine.errors import CLRPError
 from clrp_widgets.export.run import export_notebook
@@ -29,10 +30,33 @@ def main(argv: list[str] | None = None) -> int:
             args.notebook, output, execute=not args.no_execute, timeout=args.timeout
         )
     except CLRPError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return _fail(f"{err}{_kept(output)}")
+    except OSError as err:
+        name = err.filename or output
+        return _fail(f"cannot read or write {name}: {err.strerror or err}; check the path.")
+    except KeyboardInterrupt:
+        return _fail(f"interrupted{_kept(output)}", 130)
+    except Exception as err:  # one line, never a traceback (the CLI contract)
+        return _fail(
+            f"exporting {args.notebook} failed: {type(err).__name__}: {err}. Check the notebook; "
+            f"if it runs in Jupyter, please report this.{_kept(output)}"
+        )
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, self-contained: open it offline)")
     return 0
+
+
+def _kept(output: str) -> str:
+    """Say so when an older export is still at ``output`` (it must not pass for a fresh one)."""
+    return (
+        f" ({output} was not written; the file there is from an earlier export)"
+        if Path(output).exists()
+        else f" ({output} was not written)"
+    )
+
+
+def _fail(message: str, status: int = 1) -> int:
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

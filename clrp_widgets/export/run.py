@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
 import warnings
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 
 from clrp_widgets.engine.errors import CLRPError, InputError
 from clrp_widgets.export.assets import WIDGET_STATE_MIME
 from clrp_widgets.export.exporter import ClrpHTMLExporter
+from clrp_widgets.results.files import write_atomic
 
 WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 
@@ -26,6 +28,37 @@ def _failing_cell(nb: NotebookNode) -> tuple[int, NotebookNode] | None:
         if any(out.get("output_type") == "error" for out in cell.get("outputs", [])):
             return index, cell
     return None
+
+
+def _describe(index: int, cell: NotebookNode) -> str:
+    first_line = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
+    prompt = f"In [{cell.execution_count}], " if cell.get("execution_count") else ""
+    return f"cell {index} ({prompt}code starting {first_line!r})"
+
+
+def _last_started_cell(nb: NotebookNode) -> str:
+    """The code cell that was running when execution stopped (the last one with a prompt)."""
+    started = [
+        (i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.get("execution_count")
+    ]
+    if started:
+        return _describe(*started[-1])
+    code = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    return _describe(*code[0]) if code else "a cell"
+
+
+def read_notebook(source: Path) -> NotebookNode:
+    """Read and validate ``source``; InputError naming the file if it is not a notebook."""
+    if not source.is_file():
+        raise InputError(f"No notebook at {source}: give the path of an existing .ipynb file.")
+    try:
+        return nbformat.read(source, as_version=4)
+    except Exception as err:  # NotJSONError, ValidationError, UnicodeDecodeError, KeyError ...
+        detail = " ".join(str(err).split())[:200]
+        raise InputError(
+            f"{source} is not a readable Jupyter notebook ({type(err).__name__}: {detail}); "
+            "open it in Jupyter and save it again, or restore it from a backup."
+        ) from None
 
 
 def _has_widget_views_without_state(nb: NotebookNode) -> bool:
@@ -55,15 +88,23 @@ def execute_notebook(
         store_widget_state=True,
     )
     try:
-        client.execute()
+        # the kernel's own log (TCP warnings, its traceback when it is stopped) is not ours to show
+        client.execute(stderr=subprocess.DEVNULL)
+    except CellTimeoutError:
+        raise NotebookExecutionError(
+            f"Executing the notebook timed out in {_last_started_cell(nb)}: it ran longer than "
+            f"{timeout} s. Pass a larger --timeout, make the cell faster, or export the notebook "
+            "as saved with --no-execute."
+        ) from None
+    except DeadKernelError:
+        raise NotebookExecutionError(
+            f"The kernel died while running {_last_started_cell(nb)} (out of memory, or a crash "
+            "in native code). Run the notebook in Jupyter to find the cause, or export it as "
+            "saved with --no-execute."
+        ) from None
     except CellExecutionError as err:
         found = _failing_cell(nb)
-        where = "a cell"
-        if found is not None:
-            index, cell = found
-            first_line = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
-            prompt = f"In [{cell.execution_count}], " if cell.get("execution_count") else ""
-            where = f"cell {index} ({prompt}code starting {first_line!r})"
+        where = "a cell" if found is None else _describe(*found)
         raise NotebookExecutionError(
             f"Executing the notebook failed in {where}: {err.ename}: {err.evalue}. Fix that "
             "cell (run the notebook in Jupyter to see the full traceback), or export the "
@@ -96,12 +137,11 @@ def export_notebook(
     Returns
     -------
     Path
-        The written file.
+        The written file. It is written to a temporary file and renamed, so it is never
+        half-written, and an export that fails leaves an existing ``output`` untouched.
     """
     source = Path(notebook)
-    if not source.is_file():
-        raise InputError(f"No notebook at {source}: give the path of an existing .ipynb file.")
-    nb = nbformat.read(source, as_version=4)
+    nb = read_notebook(source)
     if execute:
         nb = execute_notebook(nb, source.resolve().parent, timeout=timeout)
     elif _has_widget_views_without_state(nb):
@@ -112,7 +152,4 @@ def export_notebook(
             stacklevel=2,
         )
     html, _ = ClrpHTMLExporter().from_notebook_node(nb, {"metadata": {"name": source.stem}})
-    target = Path(output)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(html, encoding="utf-8")
-    return target
+    return write_atomic(output, lambda tmp: tmp.write_text(html, encoding="utf-8"))

@@ -15,7 +15,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from clrp_widgets.engine.errors import CLRPError
@@ -24,6 +23,7 @@ from clrp_widgets.metrics.loaders import load_imagenet_folder, load_voc07
 from clrp_widgets.metrics.methods import METHODS
 from clrp_widgets.metrics.report import format_markdown, format_table, scores_dict
 from clrp_widgets.metrics.runner import DEFAULT_METRICS, METRICS, evaluate
+from clrp_widgets.results.files import write_atomic
 
 CLI_METHODS = ("lrp", "clrp1", "clrp2", "sglrp", "gradient")
 
@@ -50,6 +50,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--difficult", action="store_true", help="VOC07: keep difficult objects")
     p.add_argument("--classes", metavar="FILE", help="annotation name -> class index (txt/json)")
     p.add_argument("--size", type=int, help="folder images' side (default: the model's crop size)")
+    p.add_argument(
+        "--strict", action="store_true", help="stop at the first unreadable image (default: skip)"
+    )
     p.add_argument("--json", metavar="PATH", help='write {"<method>": {"<metric>": value}}')
     p.add_argument("--netcdf", metavar="PATH", help="write the full result Dataset (netCDF)")
     p.add_argument("--markdown", metavar="PATH", help="write the table as Markdown")
@@ -67,6 +70,7 @@ def _data(args: argparse.Namespace, bundle: Any) -> Any:
         "classes_file": args.classes,
         "preprocess": normaliser(pre),
         "limit": args.n,
+        "strict": args.strict,
     }
     names = tuple(bundle.class_names or ())
     if args.imagenet:
@@ -76,8 +80,27 @@ def _data(args: argparse.Namespace, bundle: Any) -> Any:
     )
 
 
+def _write_outputs(args: argparse.Namespace, ds: Any) -> None:
+    """Each output is written to a temporary file and renamed (never half-written)."""
+    if args.json:
+        text = json.dumps(scores_dict(ds), indent=2) + "\n"
+        write_atomic(args.json, lambda tmp: tmp.write_text(text))
+        print(f"wrote {args.json}")
+    if args.markdown:
+        text = format_markdown(ds) + "\n"
+        write_atomic(args.markdown, lambda tmp: tmp.write_text(text))
+        print(f"wrote {args.markdown}")
+    if args.netcdf:
+        write_atomic(args.netcdf, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
+        print(f"wrote {args.netcdf}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the evaluation CLI; returns the process exit status."""
+    """Run the evaluation CLI; returns the process exit status.
+
+    Every failure is one line on stderr (``error: ...``, naming the file and the fix) and exit
+    status 2; outputs are written atomically, so a failed run leaves no partial file.
+    """
     args = parser().parse_args(argv)
     from clrp_widgets.models.loaders import load_model
 
@@ -94,17 +117,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=not args.no_progress,
             seed=args.seed,
         )
+        print(format_table(ds))
+        _write_outputs(args, ds)
     except CLRPError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(format_table(ds))
-    if args.json:
-        Path(args.json).write_text(json.dumps(scores_dict(ds), indent=2) + "\n")
-        print(f"wrote {args.json}")
-    if args.markdown:
-        Path(args.markdown).write_text(format_markdown(ds) + "\n")
-        print(f"wrote {args.markdown}")
-    if args.netcdf:
-        ds.to_netcdf(args.netcdf, engine="h5netcdf")
-        print(f"wrote {args.netcdf}")
+        return _fail(str(err))
+    except OSError as err:
+        name = err.filename or "a file"
+        return _fail(f"cannot read or write {name}: {err.strerror or err}; check the path.")
+    except KeyboardInterrupt:
+        return _fail("interrupted; no output was written.", 130)
+    except Exception as err:  # one line, never a traceback (the CLI contract)
+        return _fail(
+            f"unexpected {type(err).__name__}: {err}. Check the inputs; if they are valid, "
+            "please report this with the command line."
+        )
     return 0
+
+
+def _fail(message: str, status: int = 2) -> int:
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    return status

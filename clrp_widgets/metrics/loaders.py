@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from clrp_widgets.engine.errors import ConfigError, InputError
 from clrp_widgets.metrics.data import EvalData, pad_objects
@@ -38,12 +39,28 @@ def class_index(
     if classes_file is not None:
         text = Path(classes_file).read_text()
         if Path(classes_file).suffix == ".json":
-            return {str(k): int(v) for k, v in json.loads(text).items()}
+            return _json_classes(Path(classes_file), text)
         lines = [ln.split()[0] for ln in text.splitlines() if ln.strip()]
         return {name: i for i, name in enumerate(lines)}
     out = {name: i for i, name in enumerate(class_names)}
     out.update({_norm(name): i for i, name in enumerate(class_names)})
     return out
+
+
+def _json_classes(path: Path, text: str) -> dict[str, int]:
+    try:
+        mapping = json.loads(text)
+    except ValueError as err:
+        raise ConfigError(f"{path} is not valid JSON ({err}); write {{name: index}}.") from None
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{path} holds a {type(mapping).__name__}; write {{name: index}}.")
+    for name, index in mapping.items():
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise ConfigError(
+                f"{path}: class {name!r} has index {index!r}; class indices are integers >= 0 "
+                "(the model's output positions)."
+            )
+    return {str(k): v for k, v in mapping.items()}
 
 
 def _norm(name: str) -> str:
@@ -52,7 +69,12 @@ def _norm(name: str) -> str:
 
 def parse_voc_xml(path: str | Path, include_difficult: bool = False) -> list[tuple[str, Box]]:
     """(name, (y0, x0, y1, x1)) per object of one VOC-style XML, 0-based with exclusive ends."""
-    root = ET.parse(path).getroot()
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as err:
+        raise InputError(
+            f"{path} is not well-formed XML ({err}); fix or remove the file."
+        ) from None
     out = []
     for obj in root.iter("object"):
         if not include_difficult and (obj.findtext("difficult") or "0").strip() == "1":
@@ -61,9 +83,27 @@ def parse_voc_xml(path: str | Path, include_difficult: bool = False) -> list[tup
         name = obj.findtext("name")
         if bb is None or name is None:
             raise InputError(f"{path}: an <object> lacks <name> or <bndbox>; fix the XML.")
-        x0, y0, x1, y1 = (float(bb.findtext(k) or "nan") for k in ("xmin", "ymin", "xmax", "ymax"))
+        x0, y0, x1, y1 = (_coordinate(path, name, bb, k) for k in ("xmin", "ymin", "xmax", "ymax"))
+        if x1 < x0 or y1 < y0:
+            raise InputError(
+                f"{path}: the box of object {name.strip()!r} is inverted (xmin {x0}, xmax {x1}, "
+                f"ymin {y0}, ymax {y1}); fix the XML so that min <= max."
+            )
         out.append((name.strip(), (int(y0) - 1, int(x0) - 1, int(y1), int(x1))))
     return out
+
+
+def _coordinate(path: str | Path, name: str, box: ET.Element, key: str) -> float:
+    text = box.findtext(key)
+    try:
+        value = float(text or "")
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise InputError(
+            f"{path}: object {name.strip()!r} has <{key}> {text!r}, not a number; fix the XML."
+        )
+    return value
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
@@ -78,19 +118,32 @@ def load_annotated(
     size: int,
     preprocess: Preprocess | None = None,
     include_difficult: bool = False,
+    strict: bool = False,
 ) -> EvalData:
     """EvalData from (image path, XML path) pairs: resized to ``size``, boxes scaled to match.
 
     ``preprocess`` turns the resized PIL image into model input (default: [0, 1] tensor); it
     must keep the ``size`` × ``size`` shape. Objects whose class is unknown raise ConfigError.
+    An image that cannot be read (missing, truncated, not an image) is skipped, and all skipped
+    files are reported in one ``UserWarning``; with ``strict`` the first one raises InputError.
     """
     images, labels, objects, ids = [], [], [], []
     n_classes = max(classes.values(), default=-1) + 1
     unknown: set[str] = set()
+    skipped: list[str] = []
     for img_path, xml_path in pairs:
-        with Image.open(img_path) as im:
-            w0, h0 = im.size
-            resized = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+        try:
+            with Image.open(img_path) as im:
+                w0, h0 = im.size
+                resized = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+        except (OSError, UnidentifiedImageError, ValueError) as err:
+            if strict:
+                raise InputError(
+                    f"cannot read image {img_path} ({err}); replace or remove it, or run "
+                    "without --strict (strict=False) to skip unreadable images."
+                ) from None
+            skipped.append(f"{img_path} ({type(err).__name__})")
+            continue
         x = (preprocess or to_tensor)(resized)
         x = x[0] if x.ndim == 4 else x
         if tuple(x.shape[-2:]) != (size, size):
@@ -118,6 +171,14 @@ def load_annotated(
         labels.append(label)
         objects.append(objs)
         ids.append(img_path.name)
+    if skipped:
+        warnings.warn(
+            f"skipped {len(skipped)} unreadable image(s): {'; '.join(skipped[:5])}"
+            f"{' ...' if len(skipped) > 5 else ''}. Replace or remove them; use --strict "
+            "(strict=True) to stop at the first one.",
+            UserWarning,
+            stacklevel=3,
+        )
     if unknown:
         raise ConfigError(
             f"annotation names not among the model's classes: {sorted(unknown)[:10]}. Pass "
@@ -162,6 +223,12 @@ def voc07_pairs(root: str | Path, split: str = "test") -> list[tuple[Path, Path]
             "JPEGImages/ and Annotations/."
         )
     ids = [ln.split()[0] for ln in ids_file.read_text().splitlines() if ln.strip()]
+    for i in ids:
+        if i in (".", "..") or "/" in i or "\\" in i or Path(i).is_absolute():
+            raise InputError(
+                f"{ids_file}: image id {i!r} points outside the data set; ids must be plain "
+                "file names (e.g. 000001). Fix the split file."
+            )
     return [(root / "JPEGImages" / f"{i}.jpg", root / "Annotations" / f"{i}.xml") for i in ids]
 
 
@@ -174,10 +241,15 @@ def load_imagenet_folder(
     classes_file: str | Path | None = None,
     preprocess: Preprocess | None = None,
     limit: int | None = None,
+    strict: bool = False,
 ) -> EvalData:
-    """Load an ImageNet-style folder with VOC-style XML boxes (see :func:`imagenet_pairs`)."""
+    """Load an ImageNet-style folder with VOC-style XML boxes (see :func:`imagenet_pairs`).
+
+    Unreadable images are skipped and reported, or raise with ``strict`` (:func:`load_annotated`).
+    """
     pairs = imagenet_pairs(root, annotations)[:limit]
-    return load_annotated(pairs, class_index(class_names, classes_file), size, preprocess)
+    classes = class_index(class_names, classes_file)
+    return load_annotated(pairs, classes, size, preprocess, strict=strict)
 
 
 def load_voc07(
@@ -190,11 +262,14 @@ def load_voc07(
     classes_file: str | Path | None = None,
     preprocess: Preprocess | None = None,
     limit: int | None = None,
+    strict: bool = False,
 ) -> EvalData:
     """Load a PASCAL VOC 2007 split; objects flagged difficult are left out unless asked for.
 
-    The model's classes must be VOC's (by name), or give ``classes_file``.
+    The model's classes must be VOC's (by name), or give ``classes_file``. Image ids must be
+    plain file names (a split file cannot reach outside the data set). Unreadable images are
+    skipped and reported, or raise with ``strict`` (:func:`load_annotated`).
     """
     pairs = voc07_pairs(root, split)[:limit]
     classes = class_index(class_names, classes_file)
-    return load_annotated(pairs, classes, size, preprocess, include_difficult)
+    return load_annotated(pairs, classes, size, preprocess, include_difficult, strict)

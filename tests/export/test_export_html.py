@@ -159,3 +159,64 @@ def test_no_execute_warns_when_widget_views_have_no_saved_state(tmp_path):
     nbformat.write(nb, notebook)
     with pytest.warns(UserWarning, match="no saved widget state"):
         export_notebook(notebook, tmp_path / "unsaved.html", execute=False)
+
+
+# ----- every CLI failure is one line naming the file and the fix (issue 10)
+
+
+def _export_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "clrp_widgets.export", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def _one_error_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    # the kernel process shares stderr; its own log lines start with [IPKernelApp]
+    lines = [ln for ln in result.stderr.strip().splitlines() if not ln.startswith("[IPKernelApp]")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def test_cli_corrupt_and_missing_notebooks_are_one_line(tmp_path):
+    corrupt = tmp_path / "corrupt.ipynb"
+    corrupt.write_text('{"cells": [ {"cell_type": "code", "sour')
+    line = _one_error_line(_export_cli(str(corrupt), "-o", str(tmp_path / "o.html")))
+    assert "corrupt.ipynb" in line and "not a readable Jupyter notebook" in line
+    invalid = tmp_path / "invalid.ipynb"
+    invalid.write_text(json.dumps({"cells": 3, "nbformat": 4, "nbformat_minor": 5}))
+    line = _one_error_line(_export_cli(str(invalid), "--no-execute"))
+    assert "invalid.ipynb" in line and "save it again" in line
+    line = _one_error_line(_export_cli(str(tmp_path / "missing.ipynb")))
+    assert "missing.ipynb" in line and "existing .ipynb" in line
+    assert not list(tmp_path.glob("*.html")) and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_cli_unwritable_output_is_one_line_and_leaves_no_temporary_file(tmp_path):
+    notebook = _write_notebook(tmp_path / "ok.ipynb", ["1 + 1"])
+    (tmp_path / "taken").mkdir()
+    line = _one_error_line(
+        _export_cli(str(notebook), "--no-execute", "-o", str(tmp_path / "taken"))
+    )
+    assert "taken" in line and "check the path" in line
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_cli_cell_timeout_is_one_line_and_keeps_an_older_export_marked_stale(tmp_path):
+    notebook = _write_notebook(tmp_path / "slow.ipynb", ["x = 1", "import time\ntime.sleep(60)"])
+    output = tmp_path / "slow.html"
+    output.write_text("an older export")
+    line = _one_error_line(_export_cli(str(notebook), "-o", str(output), "--timeout", "3"))
+    assert "timed out in cell 2" in line and "import time" in line
+    assert "--timeout" in line and "slow.html was not written" in line and "earlier" in line
+    assert output.read_text() == "an older export"
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_cli_dead_kernel_is_one_line(tmp_path):
+    notebook = _write_notebook(tmp_path / "dies.ipynb", ["import os\nos._exit(1)"])
+    line = _one_error_line(_export_cli(str(notebook), "-o", str(tmp_path / "d.html")))
+    assert "kernel died" in line and "import os" in line and "d.html was not written" in line
+    assert not (tmp_path / "d.html").exists()

@@ -76,3 +76,49 @@ def test_module_entry_point_runs():
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     assert "gradient" in done.stdout and "pointing_game" in done.stdout
+
+
+# ----- every failure is one line naming the file and the fix; outputs are atomic (issue 10)
+
+
+def _evaluate_cli(*args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "clrp_widgets.evaluate", "--no-progress", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+
+
+def _one_error_line(done: subprocess.CompletedProcess) -> str:
+    assert done.returncode == 2, done.stderr
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    return lines[0]
+
+
+def test_cli_corrupt_image_is_reported_or_aborts_with_strict(tmp_path):
+    s = cw.scenes(3, seed=0)
+    write_scenes_as_imagenet(s, tmp_path / "imgs")
+    broken = sorted((tmp_path / "imgs").rglob("*.png"))[0]
+    broken.write_bytes(b"\x89PNG truncated")
+    common = ["--n", "3", "--methods", "gradient", "--metrics", "pointing_game"]
+    out = tmp_path / "r.json"
+    line = _one_error_line(
+        _evaluate_cli(*common, "--imagenet", str(tmp_path / "imgs"), "--strict", "--json", str(out))
+    )
+    assert broken.name in line and "--strict" in line and not out.exists()
+    done = _evaluate_cli(*common, "--imagenet", str(tmp_path / "imgs"), "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "skipped 1 unreadable image" in done.stderr and broken.name in done.stderr
+    assert "(2 images" in done.stdout and set(json.loads(out.read_text())) == {"gradient"}
+
+
+def test_cli_missing_folder_and_unwritable_outputs_are_one_line(tmp_path):
+    common = ["--n", "2", "--methods", "gradient", "--metrics", "pointing_game"]
+    line = _one_error_line(_evaluate_cli(*common, "--imagenet", str(tmp_path / "nope")))
+    assert "nope" in line and "not a folder" in line
+    (tmp_path / "taken").mkdir()
+    old = tmp_path / "old.md"
+    old.write_text("previous table")
+    line = _one_error_line(
+        _evaluate_cli(*common, "--markdown", str(old), "--netcdf", str(tmp_path / "taken"))
+    )
+    assert "taken" in line and "check the path" in line
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

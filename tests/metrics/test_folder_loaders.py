@@ -105,3 +105,59 @@ def test_voc07_split_difficult_and_box_scaling(tmp_path):
     ]
     assert len(load_voc07(root, VOC_NAMES, size=30, split="train")) == 1
     assert len(load_voc07(root, VOC_NAMES, size=30, limit=2)) == 2
+
+
+# ----- hostile or broken data sets (issue 10)
+
+
+def test_voc_id_outside_the_data_set_is_refused(tmp_path):
+    root = voc07(tmp_path)
+    (tmp_path / "outside").mkdir()
+    write_image(tmp_path / "outside" / "x.jpg", np.zeros((3, 30, 60)))
+    voc_xml(tmp_path / "outside" / "x.xml", 60, 30, [("dog", (3, 6, 15, 30), 0)])
+    split = root / "VOC2007" / "ImageSets" / "Main" / "test.txt"
+    split.write_text("000001\n../../../outside/x\n")
+    with pytest.raises(InputError, match=r"(?s)test\.txt.*outside/x.*outside the data set"):
+        load_voc07(root, VOC_NAMES, size=30)
+
+
+@pytest.mark.parametrize(
+    ("box", "problem"), [((20, 6, 15, 30), "inverted"), ((3, 40, 15, 30), "inverted")]
+)
+def test_inverted_box_is_refused_naming_the_file(tmp_path, box, problem):
+    voc_xml(tmp_path / "a.xml", 100, 50, [("dog", box, 0)])
+    with pytest.raises(InputError, match=rf"(?s)a\.xml.*dog.*{problem}"):
+        parse_voc_xml(tmp_path / "a.xml")
+
+
+def test_xml_number_errors_name_the_file(tmp_path):
+    voc_xml(tmp_path / "a.xml", 100, 50, [("dog", (10, 20, 30, 40), 0)])
+    path = tmp_path / "a.xml"
+    path.write_text(path.read_text().replace("<xmin>21</xmin>", "<xmin>2l</xmin>"))
+    with pytest.raises(InputError, match=r"(?s)a\.xml.*dog.*xmin.*'2l'"):
+        parse_voc_xml(path)
+    path.write_text("<annotation><object>")
+    with pytest.raises(InputError, match=r"(?s)a\.xml.*not well-formed XML"):
+        parse_voc_xml(path)
+
+
+def test_negative_class_ids_are_refused(tmp_path):
+    js = tmp_path / "c.json"
+    js.write_text(json.dumps({"n01": 0, "n02": -3}))
+    with pytest.raises(ConfigError, match=r"(?s)c\.json.*'n02'.*-3"):
+        class_index(classes_file=js)
+    js.write_text(json.dumps({"n01": "zero"}))
+    with pytest.raises(ConfigError, match=r"(?s)c\.json.*'n01'"):
+        class_index(classes_file=js)
+
+
+def test_unreadable_images_are_skipped_and_reported_or_abort_with_strict(tmp_path):
+    s = cw.scenes(4, seed=0)
+    write_scenes_as_imagenet(s, tmp_path / "imgs")
+    broken = sorted((tmp_path / "imgs").rglob("*.png"))[1]
+    broken.write_bytes(b"not an image at all")
+    with pytest.warns(UserWarning, match=rf"(?s)skipped 1 unreadable image.*{broken.name}"):
+        data = load_imagenet_folder(tmp_path / "imgs", s.class_names, size=64)
+    assert len(data) == 3 and broken.name not in data.ids
+    with pytest.raises(InputError, match=rf"(?s){broken.name}.*--strict"):
+        load_imagenet_folder(tmp_path / "imgs", s.class_names, size=64, strict=True)
