@@ -32,3 +32,7 @@ class ModelNotAvailableError(CLRPError, FileNotFoundError):
 
 class ResultFileError(CLRPError, ValueError):
     """A saved result tree (netCDF/zarr) that cannot be read back as one (corrupt or hostile)."""
+
+
+class StoreInUseError(CLRPError, RuntimeError):
+    """Another live run is writing the same data-set store."""

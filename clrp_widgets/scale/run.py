@@ -22,6 +22,7 @@ import xarray as xr
 from clrp_widgets.engine import RelevanceEngine
 from clrp_widgets.engine.errors import ConfigError, InputError
 from clrp_widgets.models.loaders import MODEL_NAMES
+from clrp_widgets.scale import guard
 from clrp_widgets.scale import store as zstore
 from clrp_widgets.scale.cluster import local_cluster
 from clrp_widgets.scale.data import SampleTable, sample_table
@@ -167,24 +168,28 @@ def explain_dataset(
         dual_seed=dual_seed,
     )
     config = _config(spec, name or type(model).__name__, layout, table)
-    if zstore.is_new(path):
-        zstore.create(path, layout, table.image, table.target, zstore.provenance(config))
-    else:
-        zstore.check_settings(path, config)
-    todo = [int(i) for i in np.flatnonzero(zstore.completed(path) == 0)]
-    skipped = layout.n_chunks - len(todo)
-    if skipped:
-        _say(
-            progress,
-            f"{path.name}: {skipped} of {layout.n_chunks} chunks already complete, skipped",
-        )
-    if not todo:
-        return RunReport(path, layout.n_chunks, skipped, 0, 0, time.perf_counter() - began)
-    job = _Job(spec, str(path), table, contrasts, list(layout.layers), time.time_ns() // 1000)
-    with _client(client, n_workers) as active, _shipped_model(active, spec, pickled):
-        tasks = ((index, *layout.bounds(index)) for index in todo)
-        _run_tasks(active, job, tasks, layout.n_chunks, skipped, progress)
-    done = int((zstore.completed(path) == job.run_id).sum())
+    with guard.store_lock(path):  # one run per store: a second one refuses, naming the first
+        guard.clean_staging(path)
+        if zstore.is_new(path):
+            zstore.create(path, layout, table.image, table.target, zstore.provenance(config))
+        else:
+            zstore.check_settings(path, config)
+            skeleton = zstore._skeleton(layout, table.image, table.target, {})
+            guard.verify_structure(path, guard.expected_arrays(skeleton))
+        todo = [int(i) for i in np.flatnonzero(zstore.completed(path) == 0)]
+        skipped = layout.n_chunks - len(todo)
+        if skipped:
+            _say(
+                progress,
+                f"{path.name}: {skipped} of {layout.n_chunks} chunks already complete, skipped",
+            )
+        if not todo:
+            return RunReport(path, layout.n_chunks, skipped, 0, 0, time.perf_counter() - began)
+        job = _Job(spec, str(path), table, contrasts, list(layout.layers), time.time_ns() // 1000)
+        with _client(client, n_workers) as active, _shipped_model(active, spec, pickled):
+            tasks = ((index, *layout.bounds(index)) for index in todo)
+            _run_tasks(active, job, tasks, layout.n_chunks, skipped, progress)
+        done = int((zstore.completed(path) == job.run_id).sum())
     return RunReport(path, layout.n_chunks, skipped, done, job.run_id, time.perf_counter() - began)
 
 
