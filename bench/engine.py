@@ -39,7 +39,9 @@ def methods(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[], o
     from zennit.rules import Pass, ZBox, ZPlus
     from zennit.types import Activation, Convolution, Linear
 
+    import clrp_widgets as cw
     from clrp_widgets.engine import RelevanceEngine
+    from clrp_widgets.engine.fingerprint import weights_fingerprint
 
     # one-shot maps (as cw.clrp makes them) and the widgets' engine, which keeps its denominators
     engine = RelevanceEngine(model, input_bounds=BOUNDS, keep_denominators=False)
@@ -66,6 +68,12 @@ def methods(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[], o
 
     def clrp_same_image_again() -> object:
         return widget_engine.run(x, TARGET + 1, "clrp1", kinds=("contrast",))
+
+    def functional_clrp() -> object:  # the per-model memo engine, forward dropped after each call
+        return cw.clrp(model, x, TARGET, input_bounds=BOUNDS)
+
+    def fingerprint() -> object:  # the weights check each engine call makes (issue 10)
+        return weights_fingerprint(model)
 
     def zennit_flat() -> object:
         seeds = torch.zeros(n, 1000, device=x.device)
@@ -106,6 +114,8 @@ def methods(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[], o
         "clrp_contrast": clrp_contrast,
         "clrp_three_kinds": clrp_three_kinds,
         "clrp_same_image_again": clrp_same_image_again,
+        "functional_clrp": functional_clrp,
+        "fingerprint": fingerprint,
         "zennit_epsilon_plus_flat": zennit_flat,
         "zennit_two_pass_clrp": zennit_two_pass_clrp,
         "conditional_1": conditional_1,
@@ -188,6 +198,8 @@ def main() -> None:
         "clrp_contrast",
         "clrp_three_kinds",
         "clrp_same_image_again",
+        "functional_clrp",
+        "fingerprint",
         "zennit_epsilon_plus_flat",
         "zennit_two_pass_clrp",
     ]
@@ -216,6 +228,8 @@ def main() -> None:
         ("CLRP contrast map alone", "clrp_contrast", "<= 1.5x"),
         ("target + dual + contrast", "clrp_three_kinds", "<= 2x"),
         ("CLRP again on the same image (cached forward)", "clrp_same_image_again", "-"),
+        ("functional API: cw.clrp in a loop (memo engine)", "functional_clrp", "<= 1.55x"),
+        ("weights fingerprint (part of every call above)", "fingerprint", "report"),
         ("zennit EpsilonPlusFlat, one class", "zennit_epsilon_plus_flat", "CLRP >= 2x faster"),
         ("zennit naive two-pass CLRP", "zennit_two_pass_clrp", "report"),
     ]
