@@ -432,7 +432,7 @@ def test_a_store_of_the_earlier_format_names_the_fix(clean_run, client, data, tm
     old = tmp_path / "old.zarr"
     shutil.copytree(clean_run[0].store, old)
     zarr.open_group(old, mode="r+").attrs["format"] = "clrp-widgets scale store 1"
-    with pytest.raises(ConfigError, match="earlier format.*to a new path"):
+    with pytest.raises(ConfigError, match=r"earlier format.*to a new path"):
         run(wire.make_model(), data, old, client)
     with pytest.raises(ConfigError, match="earlier format"):
         neuron_stats(old)
