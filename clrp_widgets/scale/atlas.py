@@ -1,8 +1,9 @@
 """Neuron atlas from a store: a channel's reference samples, and their conditional maps.
 
 ``reference_samples`` ranks a store's samples for one neuron (layer, channel) by contrastive
-relevance, relevance or activation: an exact top-k, computed lazily with dask chunk by chunk
-(each chunk keeps its own top-k candidates; the merged candidates hold the global top-k).
+relevance, relevance or activation: an exact top-k, computed lazily with dask block by block
+(each block of store chunks keeps its own top-k candidates; the merged candidates hold the
+global top-k).
 ``reference_maps`` then explains those references again, conditioned on the neuron, in one
 batched pass, and crops each map to where the neuron's conditional relevance lies.
 """
@@ -11,11 +12,15 @@ from __future__ import annotations
 
 import difflib
 import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import dask
+import dask.array as da
 import numpy as np
 import xarray as xr
+import zarr
 
 from clrp_widgets.engine.errors import ConfigError, InputError, LayerNotFoundError
 from clrp_widgets.scale import store as zstore
@@ -23,6 +28,7 @@ from clrp_widgets.scale.data import SampleTable, sample_table
 
 RANKINGS = ("contrast", "relevance", "activation")
 CROP_THRESHOLD = 0.1  # crop to where the conditional map reaches this fraction of its maximum
+BLOCK = 4096  # samples per dask block of a query (whole store chunks)
 
 
 def reference_samples(
@@ -78,29 +84,32 @@ def reference_samples(
     path = zstore.local_path(store)
     if zstore.is_new(path):
         raise InputError(f"no store at {str(path)!r}; write one with cw.scale.explain_dataset")
-    root = xr.open_zarr(path, chunks=None, consolidated=True)
-    zstore.check_format(path, root.attrs)
-    layer = _layer(root, layer)
-    group = xr.open_zarr(path, group=f"layers/{layer}", consolidated=True)
-    channel = _channel(group, layer, channel)
-    label = _method(root, method) if by != "activation" else None
+    meta = _Meta.read(path)
+    layer = _layer(meta.layers, layer)
     if by == "activation":
-        scores = group["activation_max"].isel(channel=channel)
+        array, where = meta.group[f"layers/{layer}/activation_max"], ()
+        label = None
     else:
-        kind = "contrast" if by == "contrast" else "target"
-        scores = group["neuron_relevance"].sel(contrast=label, kind=kind).isel(channel=channel)
-    keep = _complete(root)
-    targets = root["target"].values
+        label = _method(meta.methods, method)
+        kind = zstore.KINDS.index("contrast" if by == "contrast" else "target")
+        array = meta.group[f"layers/{layer}/neuron_relevance"]
+        where = (meta.methods.index(label), kind)
+    channel = _channel(int(array.shape[-1]), layer, channel)
+    keep = meta.complete()
+    targets = meta.target
     if target is not None:
-        keep &= targets == _class(root, target)
-    values = scores.data  # dask, one block per store chunk
+        keep &= targets == _class(meta.class_names, target)
+    # lazy: dask blocks of whole store chunks (BLOCK samples), each read in one zarr call
+    step = meta.chunk * max(1, BLOCK // meta.chunk)
+    lazy = da.from_zarr(array, chunks=(*array.shape[:-2], step, array.shape[-1]))
+    values = lazy[(*where, slice(None), channel)]
     starts = np.cumsum((0, *values.chunks[0]))
     blocks = values.to_delayed().ravel()
     parts = [
         dask.delayed(_chunk_top)(block, keep[a:b], a, int(k))
         for block, a, b in zip(blocks, starts[:-1], starts[1:], strict=True)
     ]
-    found = dask.compute(*parts)
+    found = dask.compute(*parts, scheduler="synchronous")  # zarr reads a block's chunks at once
     score = np.concatenate([f[0] for f in found]) if found else np.zeros(0, np.float32)
     sample = np.concatenate([f[1] for f in found]) if found else np.zeros(0, np.int64)
     order = np.lexsort((sample, -score.astype(np.float64)))[: int(k)]
@@ -108,7 +117,7 @@ def reference_samples(
     return xr.Dataset(
         {
             "sample": ("rank", sample.astype(np.int64)),
-            "image": ("rank", root["image"].values[sample].astype(np.int64)),
+            "image": ("rank", meta.image[sample].astype(np.int64)),
             "target": ("rank", targets[sample].astype(np.int64)),
             "score": ("rank", score.astype(np.float32)),
         },
@@ -262,14 +271,45 @@ def _table_for(refs: xr.Dataset, data: Any) -> SampleTable:
     return checked_table(refs.attrs["store"], data)
 
 
-def _complete(root: xr.Dataset) -> np.ndarray:
-    chunk = int(root.attrs["chunk"])
-    done = root["completed_by"].values != 0
-    return done[np.arange(root.sizes["sample"]) // chunk]
+@dataclass(frozen=True)
+class _Meta:
+    """What a query needs from a store's root, read with zarr directly (xarray's open costs
+    more than the query); samples, images and targets are kept per store and settings."""
+
+    path: Path
+    group: zarr.Group
+    layers: list[str]
+    methods: list[str]
+    class_names: list[str]
+    chunk: int
+    image: np.ndarray
+    target: np.ndarray
+
+    @classmethod
+    def read(cls, path: Path) -> _Meta:
+        group = zarr.open_group(path, mode="r")
+        attrs = dict(group.attrs)
+        zstore.check_format(path, attrs)
+        key = (str(path), attrs.get("config_hash"), attrs.get("created"))
+        if key not in _ROWS:
+            _ROWS.clear()  # one store at a time
+            _ROWS[key] = (np.asarray(group["image"][:]), np.asarray(group["target"][:]))
+        image, target = _ROWS[key]
+        return cls(
+            path, group, list(attrs["layers"]), [str(m) for m in attrs["methods"]],
+            [str(n) for n in attrs["class_names"]], int(attrs["chunk"]), image, target,
+        )  # fmt: skip
+
+    def complete(self) -> np.ndarray:
+        """Per sample: whether its chunk is complete (read fresh: a run may be going on)."""
+        done = np.asarray(self.group["completed_by"][:]) != 0
+        return done[np.arange(len(self.target)) // self.chunk]
 
 
-def _layer(root: xr.Dataset, layer: str) -> str:
-    layers = list(root.attrs["layers"])
+_ROWS: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _layer(layers: list[str], layer: str) -> str:
     if layer in layers:
         return layer
     close = difflib.get_close_matches(str(layer), layers, n=3)
@@ -279,8 +319,7 @@ def _layer(root: xr.Dataset, layer: str) -> str:
     )
 
 
-def _channel(group: xr.Dataset, layer: str, channel: Any) -> int:
-    n = group.sizes["channel"]
+def _channel(n: int, layer: str, channel: Any) -> int:
     if isinstance(channel, bool) or not isinstance(channel, (int, np.integer)):
         raise InputError(f"channel must be an int; got {channel!r}")
     if not 0 <= int(channel) < n:
@@ -288,9 +327,8 @@ def _channel(group: xr.Dataset, layer: str, channel: Any) -> int:
     return int(channel)
 
 
-def _method(root: xr.Dataset, method: str | int) -> str:
+def _method(known: list[str], method: str | int) -> str:
     label = method if isinstance(method, str) else f"rather_than_{method}"
-    known = [str(m) for m in root["contrast"].values]
     if label not in known:
         raise ConfigError(
             f"the store holds no method {label!r}; it was written with {', '.join(known)}. "
@@ -299,8 +337,7 @@ def _method(root: xr.Dataset, method: str | int) -> str:
     return label
 
 
-def _class(root: xr.Dataset, target: int | str) -> int:
-    names = [str(n) for n in root["class_name"].values]
+def _class(names: list[str], target: int | str) -> int:
     if isinstance(target, str):
         if target not in names:
             raise InputError(f"unknown class name {target!r}; the store's classes: {names}")
