@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import numbers
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -15,11 +15,15 @@ from torch import nn
 from clrp_widgets import __version__
 from clrp_widgets.engine import RelevanceEngine
 from clrp_widgets.engine.baselines import BASELINES, baseline, last_conv_name
-from clrp_widgets.engine.errors import ConfigError, InputError
+from clrp_widgets.engine.errors import ConfigError, InputError, LayerNotFoundError
+from clrp_widgets.engine.ops import LINEAR_TYPES
 from clrp_widgets.engine.seeds import CONTRASTS
 from clrp_widgets.engine.validation import check_input, eval_semantics, first_weighted_layer
 from clrp_widgets.results import build_tree, encode_attrs
 from clrp_widgets.results.tree import as_numpy, probabilities
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Target = int | str | Sequence[int | str] | torch.Tensor
 
@@ -310,6 +314,183 @@ class Explainer:
             ),
         )
 
+    def decompose(
+        self,
+        x: torch.Tensor,
+        target: Target,
+        layer: str,
+        channel: int,
+        *,
+        into: str | None = None,
+        contrast: str | int = "clrp1",
+        k: int | None = None,
+    ) -> xr.DataArray:
+        """How a neuron's conditional relevance splits over the channels of a layer below.
+
+        The decision's relevance (``contrast``'s, unclipped) at ``layer`` is kept on ``channel``
+        only and propagated down to ``into`` (CRP's conditional relevance); each of ``into``'s
+        channels gets its part, summed over space. The parts add up to the neuron's relevance
+        (``attrs["neuron_relevance"]``, its ``neuron_relevance`` in :meth:`explain`) up to the
+        rules' conservation (``attrs["residual"]``).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            One image (C, H, W) or (1, C, H, W).
+        target, contrast
+            As in :meth:`explain`.
+        layer, channel : str, int
+            The neuron.
+        into : str, optional
+            A captured layer below ``layer``; default: the captured layer just below the nearest
+            Conv/Linear layer at or below ``layer`` (where its channels are mixed; a pooling
+            layer's channels are those of the convolution under it).
+        k : int, optional
+            Keep only the ``k`` channels with the largest parts, sorted descending; default: all
+            channels, in channel order.
+
+        Returns
+        -------
+        xarray.DataArray
+            ``decomposition`` (channel) with attrs ``layer``, ``channel``, ``into``,
+            ``target``, ``contrast``, ``neuron_relevance`` and ``residual`` (neuron relevance
+            minus the sum over every channel of ``into``).
+        """
+        x = self._one(x, "decompose")
+        targets = self._targets(target)
+        contrast = self._contrast(contrast)
+        at = self.engine.relevance_along(x, targets, [(layer, channel)], layer, contrast=contrast)
+        neuron = float(at.sum(dtype=torch.float64))
+        into = self.layer_below(layer) if into is None else into
+        parts = self.engine.relevance_along(x, targets, [(layer, channel)], into, contrast=contrast)
+        values = as_numpy(_per_channel(parts)[0]).astype(np.float32)
+        channels = np.arange(len(values))
+        if k is not None:
+            if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+                raise InputError(f"k must be a positive int or None; got {k!r}.")
+            channels = np.lexsort((channels, -values.astype(np.float64)))[: int(k)]
+        return xr.DataArray(
+            values[channels],
+            dims=("channel",),
+            coords={"channel": channels},
+            name="decomposition",
+            attrs=encode_attrs(
+                self._attrs(
+                    method="decompose",
+                    contrast=contrast,
+                    layer=layer,
+                    channel=int(channel),
+                    into=into,
+                    target=int(self._target_ids(targets, 1)[0]),
+                    neuron_relevance=neuron,
+                    residual=neuron - float(values.sum(dtype=np.float64)),
+                )
+            ),
+        )
+
+    def attribution_graph(
+        self,
+        x: torch.Tensor,
+        target: Target,
+        layer: str,
+        channel: int,
+        depth: int = 2,
+        k: int = 3,
+        *,
+        contrast: str | int = "clrp1",
+    ) -> pd.DataFrame:
+        """The neuron's top paths downward: at each level, the ``k`` sub-neurons with the most
+        relevance conditioned on the whole path above them (CRP's attribution graph).
+
+        Parameters
+        ----------
+        x, target, contrast
+            As in :meth:`decompose` (one image).
+        layer, channel : str, int
+            The root neuron.
+        depth : int
+            Levels to descend (each goes to the default ``into`` of :meth:`decompose`; it stops
+            early at the first layer).
+        k : int
+            Sub-neurons kept per neuron.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per edge, parents before children: ``depth`` (1 = below the root),
+            ``parent_layer``, ``parent_channel``, ``layer``, ``channel``, ``relevance`` (the
+            child's relevance along the path root → … → parent → child) and ``share`` (that
+            relevance over the parent's along its path), ``path`` (the ``layer:channel`` steps
+            from the root). ``attrs``: root ``layer``, ``channel``, ``neuron_relevance``.
+        """
+        import pandas as pd
+
+        x = self._one(x, "attribution_graph")
+        targets = self._targets(target)
+        contrast = self._contrast(contrast)
+        for name, value in (("depth", depth), ("k", k)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise InputError(f"{name} must be a positive int; got {value!r}.")
+        root = self.engine.relevance_along(x, targets, [(layer, channel)], layer, contrast=contrast)
+        frontier = [([(layer, int(channel))], float(root.sum(dtype=torch.float64)))]
+        rows = []
+        for level in range(1, int(depth) + 1):
+            following = []
+            for path, total in frontier:
+                below = self.layer_below(path[-1][0], missing_ok=True)
+                if below is None:
+                    continue
+                at = self.engine.relevance_along(x, targets, path, below, contrast=contrast)
+                parts = as_numpy(_per_channel(at)[0])
+                for c in np.lexsort((np.arange(len(parts)), -parts))[: int(k)]:
+                    step = [*path, (below, int(c))]
+                    rows.append(
+                        {
+                            "depth": level,
+                            "parent_layer": path[-1][0],
+                            "parent_channel": path[-1][1],
+                            "layer": below,
+                            "channel": int(c),
+                            "relevance": float(parts[c]),
+                            "share": float(parts[c] / total) if total else float("nan"),
+                            "path": " > ".join(f"{n}:{i}" for n, i in step),
+                        }
+                    )
+                    following.append((step, float(parts[c])))
+            frontier = following
+        columns = ["depth", "parent_layer", "parent_channel", "layer", "channel"]
+        table = pd.DataFrame(rows, columns=[*columns, "relevance", "share", "path"])
+        table.attrs.update(
+            layer=layer, channel=int(channel), neuron_relevance=float(root.sum(dtype=torch.float64))
+        )
+        return table
+
+    def layer_below(self, layer: str, missing_ok: bool = False) -> Any:
+        """The default ``into`` of :meth:`decompose`: the captured layer just below the nearest
+        Conv/Linear layer at or below ``layer`` (None with ``missing_ok`` at the bottom)."""
+        names = self.layer_names
+        if layer not in names:
+            raise LayerNotFoundError(
+                f"unknown layer {layer!r}; pick one of {', '.join(names)} (Explainer.layer_names)."
+            )
+        modules = dict(self.model.named_modules())
+        at = names.index(layer)
+        while at > 0 and not isinstance(modules.get(names[at]), LINEAR_TYPES):
+            at -= 1
+        if at == 0:
+            if missing_ok:
+                return None
+            raise InputError(
+                f"layer {layer!r} has no captured layer below its weights; pick a higher layer."
+            )
+        return names[at - 1]
+
+    def _one(self, x: Any, what: str) -> Any:
+        x = self._batch(x)
+        if isinstance(x, torch.Tensor) and x.dim() == 4 and len(x) != 1:
+            raise InputError(f"{what} explains one image; got a batch of {len(x)}. Pass x[i].")
+        return x
+
     def baseline(
         self, x: torch.Tensor, target: Target, method: str, layer: str | None = None
     ) -> xr.DataArray:
@@ -359,3 +540,8 @@ class Explainer:
             coords={"class": np.arange(n_classes), "class_name": ("class", names)},
             name="probs",
         )
+
+
+def _per_channel(relevance: torch.Tensor) -> torch.Tensor:
+    """(N, C, ...) relevance summed over space per channel, in float64: (N, C)."""
+    return relevance.reshape(*relevance.shape[:2], -1).sum(2, dtype=torch.float64)

@@ -363,6 +363,70 @@ class RelevanceEngine:
             parts = [self._batched_to_input(fp, root, part) for part in seeds.split(step)]
         return torch.cat(parts)
 
+    @_locked
+    def relevance_along(
+        self,
+        x: Tensor,
+        target: Any,
+        path: Sequence[tuple[str, int]],
+        into: str,
+        contrast: str | int = "clrp1",
+        dual_seed: str = "uniform",
+    ) -> Tensor:
+        """The decision's relevance at ``into``, restricted to one channel at each layer of
+        ``path`` (CRP's conditional relevance along a path of neurons), shape ``(N, ...)`` of
+        ``into``'s output.
+
+        ``path`` lists ``(layer, channel)`` from the top down; the class decision's relevance
+        (the unclipped contrast, or LRP's for ``"lrp"``) at ``path[0]``'s layer is kept on that
+        channel only, propagated to the next layer of the path, kept on its channel, and so on
+        down to ``into``, which is below the path or its last layer (then the masked relevance
+        there is returned). Summed over ``into``'s channels it is the path's relevance (up to the
+        rules' conservation).
+        """
+        contrast = check_contrast(contrast, dual_seed)
+        x = self._check_x(x)
+        known = self.layer_names()
+        steps = [(check_layer(name, known), channel) for name, channel in path]
+        into = check_layer(into, known)
+        if not steps:
+            raise InputError("path is empty; give at least one (layer, channel) pair.")
+        fp = self._forward(x)
+        last = {name: i for i, name in enumerate(fp.order)}
+        names = [name for name, _ in steps] + [into]
+        for i in range(1, len(names)):
+            upper, lower = names[i - 1], names[i]
+            if lower not in last or upper not in last or last[lower] > last[upper]:
+                raise InputError(
+                    f"layer {lower!r} is not below {upper!r} in the forward pass; list the path "
+                    "from the top down and pick `into` at or below its last layer."
+                )
+        n, n_classes = fp.logits.shape
+        targets = check_targets(target, n, n_classes, fp.logits.device)
+        check_pairwise(contrast, targets, n_classes)
+        t_seed, d_seed = class_seeds(fp.logits.detach(), targets, contrast, dual_seed)
+        root = fp.outputs[steps[0][0]]
+        with self._denominators(fp, several_passes=True):
+            if dual_seed == "logits":
+                assert d_seed is not None
+                at = self._normalised_contrast_at(fp, t_seed, d_seed, targets, root)
+            else:
+                seed = t_seed if d_seed is None else t_seed - d_seed
+                roots, grads = self._class_roots(fp, seed, targets)
+                (at,) = torch.autograd.grad(roots, [root], grads, retain_graph=True)
+            for (name, channel), below in zip(steps, names[1:], strict=True):
+                kept = torch.zeros_like(at)
+                c = check_channel(channel, at.shape[1], name)
+                kept[:, c] = at[:, c]
+                at = kept
+                if below != name:
+                    (got,) = torch.autograd.grad(
+                        [fp.outputs[name]], [fp.outputs[below]], [kept], retain_graph=True,
+                        allow_unused=True,
+                    )  # fmt: skip
+                    at = torch.zeros_like(fp.outputs[below]) if got is None else got
+        return at.detach()
+
     # ------------------------------------------------------------------ internals
     @contextlib.contextmanager
     def _denominators(self, fp: _ForwardPass, several_passes: bool) -> Iterator[None]:

@@ -63,8 +63,7 @@ def neuron_stats(store: str | os.PathLike, by: str = "class", kind: str = "contr
     if zstore.is_new(path):
         raise InputError(f"no store at {str(path)!r}; write one with cw.scale.explain_dataset")
     root = xr.open_zarr(path, chunks=None, consolidated=True)  # small: read here, not on dask
-    if root.attrs.get("format") != zstore.FORMAT:
-        raise ConfigError(f"{str(path)!r} is not a clrp-widgets data-set store")
+    zstore.check_format(path, root.attrs)
     samples = _complete_samples(root)
     labels = (
         root.target.values[samples]

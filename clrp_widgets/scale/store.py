@@ -13,6 +13,8 @@ Layout (every per-sample array is chunked by ``chunk`` samples along ``sample``)
                       over colour
     /layers/<module>  neuron_relevance (contrast, kind, sample, channel) float32: a layer's
                       relevance summed over y and x (linear layers: per unit)
+                      activation_max, activation_mean (sample, channel) float32: each
+                      channel's activation, maximum and mean over y and x (format 2)
 
 Open it with ``xr.open_zarr(path)`` (root), ``xr.open_zarr(path, group="layers/features.3")`` or
 ``xr.open_datatree(path, engine="zarr")`` (everything). Rows of chunks whose ``completed_by`` is 0
@@ -38,8 +40,27 @@ import zarr
 
 from clrp_widgets.engine.errors import ConfigError, InputError
 
-FORMAT = "clrp-widgets scale store 1"
+FORMAT = "clrp-widgets scale store 2"
 KINDS = ("target", "dual", "contrast")
+SUMMARIES = ("max", "mean")  # activation summaries per sample, layer and channel
+
+
+def check_format(path: Path, attrs: dict) -> None:
+    """Refuse a store of another format, naming the fix (an earlier format has no activation
+    summaries)."""
+    found = attrs.get("format")
+    if found == FORMAT:
+        return
+    if isinstance(found, str) and found.startswith("clrp-widgets scale store "):
+        raise ConfigError(
+            f"{str(path)!r} is a data-set store of an earlier format ({found!r}, without the "
+            f"activation summaries that {FORMAT!r} holds); write it again with "
+            "cw.scale.explain_dataset to a new path (or delete that folder first)"
+        )
+    raise ConfigError(
+        f"{str(path)!r} is a zarr store but not a clrp-widgets data-set store; choose a new "
+        "path or delete that folder"
+    )
 
 
 @dataclass(frozen=True)
@@ -107,11 +128,7 @@ def check_settings(path: Path, config: dict) -> None:
             f"{str(path)!r} exists and is not a clrp-widgets store; choose a new path "
             "or delete that folder"
         ) from error
-    if attrs.get("format") != FORMAT:
-        raise ConfigError(
-            f"{str(path)!r} is a zarr store but not a clrp-widgets data-set store; choose a new "
-            "path or delete that folder"
-        )
+    check_format(path, attrs)
     if attrs.get("config_hash") == config_hash(config):
         return
     stored = json.loads(str(attrs.get("config", "{}")))
@@ -191,7 +208,11 @@ def _skeleton(layout: Layout, image: np.ndarray, target: np.ndarray, attrs: dict
                 "neuron_relevance": (
                     ("contrast", "kind", "sample", "channel"),
                     _empty((m, k, n, channels), c, 2),
-                )
+                ),
+                **{
+                    f"activation_{stat}": (("sample", "channel"), _empty((n, channels), c, 0))
+                    for stat in SUMMARIES
+                },
             },
             coords={**per_sample, "channel": np.arange(channels)},
             attrs={"layer": name},

@@ -24,7 +24,7 @@ from zarr.core.sync import sync as zarr_sync
 
 from clrp_widgets.engine import RelevanceEngine
 from clrp_widgets.engine.errors import ConfigError
-from clrp_widgets.scale.store import KINDS, array
+from clrp_widgets.scale.store import KINDS, SUMMARIES, array
 
 _ENGINES: dict[tuple, RelevanceEngine] = {}
 _MAX_ENGINES = 2
@@ -142,9 +142,11 @@ def explain(
 ) -> dict[str, np.ndarray]:
     """Explain one batch with every method; return the arrays the store holds for it.
 
-    Keys: ``logits`` (sample, class), ``heatmap`` (contrast, kind, sample, y, x) and
-    ``layer:<name>`` (contrast, kind, sample, channel). For ``"lrp"`` the dual is zero and the
-    contrast equals the target map.
+    Keys: ``logits`` (sample, class), ``heatmap`` (contrast, kind, sample, y, x),
+    ``layer:<name>`` (contrast, kind, sample, channel) and the activation summaries
+    ``max:<name>`` and ``mean:<name>`` (sample, channel), the maximum and mean over space of
+    each channel's activation. For ``"lrp"`` the dual is zero and the contrast equals the
+    target map.
     """
     heatmaps: list[torch.Tensor] = []
     neurons: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
@@ -167,7 +169,15 @@ def explain(
     arrays = {"logits": _numpy(logits), "heatmap": np.stack([_numpy(h) for h in heatmaps])}
     for name, parts in neurons.items():
         arrays[f"layer:{name}"] = np.stack([_numpy(p) for p in parts])
+        arrays.update(activation_summaries(name, out.layers[name].activation))
     return arrays
+
+
+def activation_summaries(name: str, activation: torch.Tensor) -> dict[str, np.ndarray]:
+    """``max:<name>`` and ``mean:<name>`` (sample, channel): each channel's activation maximum
+    and mean over space (a linear layer's unit: its value, twice)."""
+    flat = activation.detach().flatten(2) if activation.ndim > 2 else activation[..., None]
+    return {f"max:{name}": _numpy(flat.amax(dim=2)), f"mean:{name}": _numpy(flat.mean(dim=2))}
 
 
 def _all_kinds(values: torch.Tensor) -> torch.Tensor:
@@ -213,6 +223,8 @@ def explain_chunk(
     for name in layers:
         path = f"layers/{name}/neuron_relevance"
         writes[path] = ((slice(None), slice(None), rows), arrays[f"layer:{name}"])
+        for stat in SUMMARIES:  # activation summaries (store format 2)
+            writes[f"layers/{name}/activation_{stat}"] = ((rows,), arrays[f"{stat}:{name}"])
     zarr_sync(_write_all(store, writes))  # all at once: about 3x faster than one by one
     array(group, "completed_by")[index] = run_id  # last, once every array above is written
     return True

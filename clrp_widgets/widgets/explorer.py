@@ -99,6 +99,11 @@ class Explorer(w.VBox):
         ``cw.scale.neuron_stats(store)``: its ``mean`` (contrast, class, layer, channel) of the
         current target class, layer and contrast is drawn as a fourth bar ("data-set mean") next
         to this image's bars, for the same channels.
+    atlas : str or pathlib.Path, optional
+        A ``cw.scale.explain_dataset`` store: the neuron atlas panel (``widgets/atlas.py``)
+        shows the selected neuron's reference samples and sub-neurons. Needs ``data``.
+    data : optional
+        The data that store was written from.
 
     Notes
     -----
@@ -131,6 +136,8 @@ class Explorer(w.VBox):
         layer: str | None = None,
         display_size: int = 256,
         dataset_stats: Any = None,
+        atlas: Any = None,
+        data: Any = None,
     ) -> None:
         make, first, rules, bundle = explainers(bundle_or_explainer, rules)
         self.rules_options = RULES if rules in RULES else [rules, *RULES]
@@ -151,7 +158,11 @@ class Explorer(w.VBox):
         self._shown: dict[str, Any] = {}
         self._updating = False
         self._build(display_size, probs)
-        super().__init__(children=self._layout())
+        # --- neuron atlas hook (the panel lives in widgets/atlas.py)
+        self.atlas = None if atlas is None else _atlas_panel(first, atlas, data, self.session.x)
+        atlas_part = [] if self.atlas is None else [self.atlas]
+        # --- end of the neuron atlas hook
+        super().__init__(children=[*self._layout(), *atlas_part])
         self.add_class("clrp-explorer")
         with self.hold_trait_notifications():
             self.set_trait("rules", rules)
@@ -387,6 +398,10 @@ class Explorer(w.VBox):
         top = [int(c) for c in np.argsort(-strength, kind="stable")[:THUMBNAILS]]
         maps = s.conditional(view, top)
         job.publish(lambda: self._show_thumbs(view, top, maps))
+        if self.atlas is not None and job.current():  # neuron atlas hook: follow the selection
+            channel = view.channels[-1] if view.channels else None
+            contrast = view.class_b if view.contrast == "pairwise" else view.contrast
+            self.atlas.follow(view.layer, channel, view.target, contrast)
 
     def _state(self, view: View, version: int) -> dict[str, Any]:
         return {
@@ -546,6 +561,18 @@ class Explorer(w.VBox):
             self.status.value = f"saved {path.resolve()}"
         except Exception as exc:  # shown to the user, who can fix the path
             self.status.value = f"could not save: {exc}"
+
+
+def _atlas_panel(explainer: Any, store: Any, data: Any, x: Any) -> Any:
+    """The neuron atlas panel of ``Explorer(..., atlas=store, data=data)``."""
+    from clrp_widgets.widgets.atlas import AtlasPanel
+
+    if data is None:
+        raise ConfigError(
+            "atlas needs data: pass data= with the images and targets the store was written "
+            "from (the same argument as cw.scale.explain_dataset's)"
+        )
+    return AtlasPanel(explainer, store, data, x)
 
 
 def demo(seed: int = 0, **kwargs: Any) -> Explorer:

@@ -66,6 +66,13 @@ def explain_in_process(model, x, t, bounds) -> dict[str, np.ndarray]:
                 out = engine.run(xb, tb, contrast=method, kinds=kinds, capture="all")
                 if m == 0:
                     parts.setdefault("logits", []).append(out.logits.numpy())
+                    for name, capture in out.layers.items():  # activation summaries
+                        act = capture.activation
+                        space = tuple(range(2, act.ndim))
+                        top = act.amax(dim=space) if space else act
+                        parts.setdefault(f"max:{name}", []).append(top.numpy())
+                        mean = act.mean(dim=space) if space else act
+                        parts.setdefault(f"mean:{name}", []).append(mean.numpy())
                 maps = {"heatmap": out.input.sum(dim=2)}
                 for name, capture in out.layers.items():
                     rel = capture.relevance
@@ -77,6 +84,8 @@ def explain_in_process(model, x, t, bounds) -> dict[str, np.ndarray]:
     finally:
         torch.set_num_threads(threads)
     ref = {"logits": np.concatenate(parts.pop("logits"))}
+    for key in [k for k in parts if k.startswith(("max:", "mean:"))]:
+        ref[key] = np.concatenate(parts.pop(key))
     for key in {k.split("/")[0] for k in parts}:
         ref[key] = np.stack([np.concatenate(parts[f"{key}/{m}"], axis=1) for m in METHODS])
     return ref
@@ -98,11 +107,15 @@ def assert_store_equals(store: Path, ref: dict[str, np.ndarray], targets) -> Non
     np.testing.assert_array_equal(tree["logits"].values, ref["logits"])
     np.testing.assert_array_equal(tree["input/heatmap"].values, ref["heatmap"])
     layers = tree.attrs["layers"]
-    assert set(layers) == set(ref) - {"logits", "heatmap"}
+    assert set(layers) == {k for k in ref if ":" not in k} - {"logits", "heatmap"}
     for name in layers:
         stored = tree[f"layers/{name}/neuron_relevance"]
         assert stored.dims == ("contrast", "kind", "sample", "channel")
         np.testing.assert_array_equal(stored.values, ref[name])
+        top, mean = (tree[f"layers/{name}/activation_{s}"] for s in ("max", "mean"))
+        assert top.dims == mean.dims == ("sample", "channel")
+        np.testing.assert_array_equal(top.values, ref[f"max:{name}"])
+        np.testing.assert_allclose(mean.values, ref[f"mean:{name}"], rtol=1e-6, atol=1e-7)
 
 
 def chunk_hashes(data) -> list[str]:
@@ -351,3 +364,75 @@ def test_neuron_stats_other_groupings_and_errors(clean_run, reference, tmp_path)
         neuron_stats(store, kind="clipped")
     with pytest.raises(InputError, match="no store at"):
         neuron_stats(tmp_path / "nothing.zarr")
+
+
+KILLED_CLIENT = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+import cloudpickle, scale_tripwire as wire
+from clrp_widgets.scale import explain_dataset
+cloudpickle.register_pickle_by_value(wire)
+x, t = torch.load({data!r})
+explain_dataset(wire.armed_model(__import__("pathlib").Path({wire!r})), (x, t), {store!r},
+                methods={methods!r}, chunk={chunk}, progress=False, input_bounds={bounds!r},
+                n_workers=2)  # one to stall on the poison chunk, one for the rest
+"""
+
+
+def test_killed_client_resumes_to_an_identical_store(clean_run, client, data, tmp_path):
+    """SIGKILL the whole run (client, scheduler, workers) with one chunk left: the rerun finishes
+    it, and the store equals an uninterrupted run's, activation summaries included."""
+    import subprocess
+    import sys
+
+    folder, store = tmp_path / "wire", tmp_path / "run.zarr"
+    folder.mkdir()
+    (folder / "hold").touch()  # the poison chunk stalls until the kill
+    torch.save(data, tmp_path / "data.pt")
+    script = KILLED_CLIENT.format(
+        tests=str(Path(__file__).parent),
+        data=str(tmp_path / "data.pt"),
+        wire=str(folder),
+        store=str(store),
+        methods=METHODS,
+        chunk=CHUNK,
+        bounds=BOUNDS,
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    run_ = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not ((folder / "held").exists() and done_chunks(store) == 5):
+            assert run_.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "the run never reached its last chunk"
+            time.sleep(0.05)
+    finally:
+        os.killpg(run_.pid, signal.SIGKILL)  # the run's own session: client and its cluster
+        run_.wait()
+    first = completed(store)
+    assert (first != 0).sum() == 5 and first[POISON_CHUNK] == 0
+
+    report = run(wire.make_model(), data, store, client)
+
+    assert (report.skipped, report.computed) == (5, 1)
+    resumed, clean = xr.open_datatree(store, engine="zarr"), clean_run[0].open()
+    for path in ["/", *(f"layers/{name}" for name in clean.attrs["layers"]), "input"]:
+        left = resumed[path].to_dataset().drop_vars("completed_by", errors="ignore")
+        right = clean[path].to_dataset().drop_vars("completed_by", errors="ignore")
+        xr.testing.assert_identical(left.drop_attrs(), right.drop_attrs())
+    variables = set(resumed[f"layers/{clean.attrs['layers'][0]}"].data_vars)
+    assert variables == {"neuron_relevance", "activation_max", "activation_mean"}
+
+
+def test_a_store_of_the_earlier_format_names_the_fix(clean_run, client, data, tmp_path):
+    import shutil
+
+    import zarr
+
+    old = tmp_path / "old.zarr"
+    shutil.copytree(clean_run[0].store, old)
+    zarr.open_group(old, mode="r+").attrs["format"] = "clrp-widgets scale store 1"
+    with pytest.raises(ConfigError, match=r"earlier format.*to a new path"):
+        run(wire.make_model(), data, old, client)
+    with pytest.raises(ConfigError, match="earlier format"):
+        neuron_stats(old)

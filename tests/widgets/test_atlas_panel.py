@@ -1,0 +1,107 @@
+"""The Explorer's neuron atlas panel, driven as the browser drives it (simulated messages)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from widget_messages import custom, update
+
+import clrp_widgets as cw
+from clrp_widgets.engine.errors import ConfigError
+from clrp_widgets.scale import explain_dataset, reference_samples
+
+LAYER = "features.11"
+
+
+@pytest.fixture(scope="module")
+def atlas(tmp_path_factory):
+    bundle, scenes = cw.load_model("shapes"), cw.scenes(10, seed=5)
+    store = tmp_path_factory.mktemp("atlas") / "shapes.zarr"
+    explain_dataset(bundle, scenes, store, chunk=8, progress=False, n_workers=1)
+    return bundle, scenes, store
+
+
+@pytest.fixture
+def explorer(atlas):
+    bundle, scenes, store = atlas
+    target = int(np.flatnonzero(scenes.labels.values[0])[0])
+    return cw.Explorer(
+        bundle, scenes.tensor()[0], target=target, layer=LAYER, atlas=store, data=scenes
+    )
+
+
+def click(button) -> None:
+    custom(button, {"event": "click"})
+
+
+def test_selecting_a_neuron_shows_its_references_and_sub_neurons(explorer, atlas):
+    bundle, scenes, store = atlas
+    panel = explorer.atlas
+    assert panel.path == [] and panel.references == [] and "select a neuron" in panel.title.value
+    target = explorer.target
+    explorer.select(channels=[7])
+    assert panel.path == [(LAYER, 7)]
+    refs = reference_samples(store, LAYER, 7, by="contrast", target=target, k=8)
+    assert panel.references == list(refs["sample"].values) and len(panel.references) > 0
+    tiles = panel.refs_box.children
+    assert len(tiles) == len(panel.references)
+    for tile, score in zip(tiles, refs["score"].values, strict=True):
+        assert "clrp-atlas-ref" in tile._dom_classes
+        image, label = tile.children
+        assert Image.open(io.BytesIO(image.value)).format == "PNG"
+        assert f"{float(score):+.3g}" in label.value
+    parts = cw.Explainer(bundle).decompose(scenes.tensor()[:1], target, LAYER, 7, k=5)
+    assert panel.sub_neurons == [("features.10", int(c)) for c in parts["channel"].values]
+    assert [b.description.split()[0] for b in panel.subs_box.children] == [
+        f"features.10:{int(c)}" for c in parts["channel"].values
+    ]
+    assert "clrp-atlas" in panel._dom_classes
+
+
+def test_ranking_switch_sub_neuron_descent_and_breadcrumb(explorer, atlas):
+    _, _, store = atlas
+    panel, target = explorer.atlas, explorer.target
+    explorer.select(channels=[7])
+    update(panel.by, index=2)  # the "activation" toggle, as the front end sets it
+    assert panel.by.value == "activation"
+    by_act = reference_samples(store, LAYER, 7, by="activation", target=target, k=8)
+    assert panel.references == list(by_act["sample"].values)
+    assert "by activation" in panel.message.value
+    first = panel.sub_neurons[0]
+    click(panel.subs_box.children[0])
+    assert panel.path == [(LAYER, 7), first]
+    below = reference_samples(store, first[0], first[1], by="activation", target=target, k=8)
+    assert panel.references == list(below["sample"].values)
+    assert [b.description for b in panel.crumbs.children] == [
+        f"{LAYER}:7",
+        f"{first[0]}:{first[1]}",
+    ]
+    assert panel.sub_neurons and panel.sub_neurons[0][0] == "features.6"
+    click(panel.crumbs.children[0])  # back up
+    assert panel.path == [(LAYER, 7)]
+    assert panel.references == list(by_act["sample"].values)
+
+
+def test_the_panel_follows_the_target_and_the_layer(explorer, atlas):
+    _, scenes, store = atlas
+    panel = explorer.atlas
+    explorer.select(channels=[3])
+    other = int(np.flatnonzero(scenes.labels.values[0])[1])
+    explorer.select(target=other)
+    assert panel.target == other
+    refs = reference_samples(store, LAYER, 3, target=other, k=8)
+    assert panel.references == list(refs["sample"].values)
+    assert set(refs["target"].values) <= {other}
+    explorer.select(layer="features.8")  # a new layer clears the selection
+    assert panel.path == [] and panel.references == []
+
+
+def test_atlas_needs_the_stores_data(atlas):
+    bundle, scenes, store = atlas
+    with pytest.raises(ConfigError, match="atlas needs data"):
+        cw.Explorer(bundle, scenes.tensor()[0], atlas=store)
+    with pytest.raises(ConfigError, match="not the data the store"):
+        cw.Explorer(bundle, scenes.tensor()[0], atlas=store, data=cw.scenes(10, seed=6))
