@@ -52,7 +52,10 @@ class Explainer:
     class_names : sequence of str, optional
         One name per class; default: the bundle's names, else the indices as strings.
     canonizers : str
-        Passed to the engine (``"auto"`` picks BatchNorm merging / ResNet sums by model).
+        Passed to the engine (``"auto"`` merges BatchNorm into the preceding layer).
+    overrides : mapping, optional
+        ``{module path, op node name, layer type or torch function: Rule}`` that extends the
+        preset rather than replacing it, e.g. ``{"features.1.0.stochastic_depth": Pass()}``.
 
     Notes
     -----
@@ -74,6 +77,7 @@ class Explainer:
         input_bounds: tuple[Any, Any] | None = None,
         class_names: Sequence[str] | None = None,
         canonizers: str = "auto",
+        overrides: Mapping[Any, Any] | None = None,
     ) -> None:
         bundle = None if isinstance(model_or_bundle, nn.Module) else model_or_bundle
         model = model_or_bundle if bundle is None else getattr(bundle, "model", None)
@@ -89,16 +93,22 @@ class Explainer:
         self.model = model
         self.class_names = None if class_names is None else [str(n) for n in class_names]
         self.rules = rules
+        self.overrides = dict(overrides) if overrides else {}
         self.model_name = str(getattr(bundle, "name", None) or type(model).__name__)
         self.output_activation = str(getattr(bundle, "output_activation", "softmax"))
         self.engine = RelevanceEngine(
-            model, rules=rules, input_bounds=input_bounds, canonizers=canonizers
+            model,
+            rules=rules,
+            input_bounds=input_bounds,
+            canonizers=canonizers,
+            overrides=overrides,
         )
         self.input_bounds = self.engine.input_bounds
 
     @property
     def layer_names(self) -> list[str]:
-        """Names of the capturable layers (Conv2d, Linear, pooling), in forward order."""
+        """Names of the capturable layers (Conv2d, Linear, pooling modules and op-level layers
+        such as ``"layer1.0:add"``), in forward order; op-level ones appear after the first call."""
         return list(self.engine.layer_names())
 
     # ----- helpers
@@ -142,6 +152,7 @@ class Explainer:
         return np.broadcast_to(np.asarray(targets, dtype=np.int64), (n,))
 
     def _attrs(self, **extra: Any) -> dict[str, Any]:
+        extra = {"overrides": _describe_rules(self.overrides), **extra} if self.overrides else extra
         return {
             "rules": _describe_rules(self.rules),
             "input_bounds": [_plain_bound(b) for b in self.input_bounds],

@@ -25,6 +25,7 @@ def lrp(
     rules: str | Mapping[Any, Rule] = "paper",
     input_bounds: tuple[Bound, Bound] | None = None,
     canonizers: str | Sequence[str] | None = "auto",
+    overrides: Mapping[Any, Rule] | None = None,
 ) -> Tensor:
     """LRP relevance of class ``target`` at the input, same shape as ``x`` (N, C, H, W).
 
@@ -45,8 +46,13 @@ def lrp(
         None uses the CLRP authors' ImageNet-normalised bounds ``(-2.1179, 2.64)``.
     canonizers
         ``"auto"``, None, or a subset of ``("batchnorm", "resnet")``.
+    overrides
+        ``{module path, op node name, layer type or torch function: Rule}`` extending the preset,
+        e.g. ``{"features.1.0.stochastic_depth": Pass(), torch.erf: Pass()}``.
     """
-    engine = RelevanceEngine(model, rules, input_bounds, canonizers, keep_denominators=False)
+    engine = RelevanceEngine(
+        model, rules, input_bounds, canonizers, keep_denominators=False, overrides=overrides
+    )
     return engine.run(x, target, contrast="lrp", kinds=("target",)).input[0]
 
 
@@ -60,6 +66,7 @@ def clrp(
     input_bounds: tuple[Bound, Bound] | None = None,
     dual_seed: str = "uniform",
     canonizers: str | Sequence[str] | None = "auto",
+    overrides: Mapping[Any, Rule] | None = None,
 ) -> Tensor:
     """Contrastive LRP map ``max(0, R_target - R_dual)`` at the input, same shape as ``x``.
 
@@ -69,6 +76,8 @@ def clrp(
     :meth:`RelevanceEngine.run`). The other arguments are as in :func:`lrp`. The difference is
     computed in one backward pass of the seed difference.
     """
-    engine = RelevanceEngine(model, rules, input_bounds, canonizers, keep_denominators=False)
+    engine = RelevanceEngine(
+        model, rules, input_bounds, canonizers, keep_denominators=False, overrides=overrides
+    )
     out = engine.run(x, target, contrast=variant, kinds=("contrast",), dual_seed=dual_seed)
     return out.input[0].clamp(min=0)

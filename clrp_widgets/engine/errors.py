@@ -28,3 +28,11 @@ class LayerNotFoundError(CLRPError, KeyError):
 
 class ModelNotAvailableError(CLRPError, FileNotFoundError):
     """Model weights are not on this machine (no download happens at run time)."""
+
+
+class ConservationWarning(UserWarning):
+    """A conservative rule preset lost or gained relevance: the map may be wrong.
+
+    Raised as a warning (``warnings.warn``), naming the layer or operation where the relevance
+    entering it and the relevance it handed down differ by more than 1e-3 of the explained output.
+    """
