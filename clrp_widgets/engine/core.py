@@ -330,7 +330,7 @@ class RelevanceEngine:
             for k in kinds:
                 sums[k] = seeds[k].reshape(seeds[k].shape[0], -1).sum(1)
                 scale = seeds[k].abs().reshape(seeds[k].shape[0], -1).sum(1)
-                with self._guard(fp, scale, sums[k], k) as check:
+                with self._guard(fp, scale, sums[k], k, exempt=layer) as check:
                     maps[k] = self._backprop(fp, [root], [seeds[k]], names)
                     check.append(maps[k][0])
         targets = torch.full((act.shape[0],), channel, dtype=torch.long, device=act.device)
@@ -550,13 +550,19 @@ class RelevanceEngine:
 
     @contextlib.contextmanager
     def _guard(
-        self, fp: _ForwardPass, scale: Tensor, seed_total: Tensor, kind: str
+        self,
+        fp: _ForwardPass,
+        scale: Tensor,
+        seed_total: Tensor,
+        kind: str,
+        exempt: str | None = None,
     ) -> Iterator[list[Tensor]]:
         """Record the block's backward pass and check conservation (conservative presets only).
 
         The block appends the input map to the yielded list; every rule node's relevance in and
         out, and the input map against the seed, must agree within 1e-3 of ``scale`` (the
         per-sample absolute seed sum), or a :class:`~.errors.ConservationWarning` names the layer.
+        The seeded layer (``exempt``; default the logit layer) may drop seed it cannot attribute.
         """
         check: list[Tensor] = []
         if not self.ruleset.conservative:
@@ -570,7 +576,8 @@ class RelevanceEngine:
         finally:
             ledger.active = False
         records, ledger.records = ledger.records, []
-        exempt = None if fp.logit_node is None else fp.logit_node.name
+        if exempt is None and fp.logit_node is not None:
+            exempt = fp.logit_node.name
         check_ledger(records, scale, kind, check[0] if check else None, seed_total, exempt)
 
     def _activation(self, fp: _ForwardPass, layer: str) -> Tensor:

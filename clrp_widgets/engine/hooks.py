@@ -36,6 +36,7 @@ class Node:
         self.rule = rule
         self.inp = inp  # the module input, in the autograd graph
         self.a = inp.detach()
+        self.a_version = inp._version
         self.out = out  # the module output, detached (returned into the graph by _RelevanceFn)
         self.bn: nn.Module | None = None  # BatchNorm merged into this layer
         self.merged_out: Tensor | None = None  # output of the merged BatchNorm
@@ -62,6 +63,12 @@ class Node:
             assert self.module is not None
             return self.module.forward(self.a).detach()
         return self.op.forward(self.a, self.weight, self.bias)
+
+    def protect(self) -> None:
+        """Copy the input before the model overwrites it in place (the rule reads it later)."""
+        if self.a._version == self.a_version:
+            self.a = self.a.clone()
+            self.a_version = self.a._version
 
     def layer_weights(self) -> tuple[Tensor, Tensor | None]:
         """The layer's own weight and bias (before any BatchNorm merge)."""
@@ -158,6 +165,7 @@ class ForwardRecorder:
         self.ledger = Ledger()
         self.info: Any = WeakIdKeyDictionary()
         self.params = {id(p): (n.rpartition(".")[0], p) for n, p in model.named_parameters()}
+        self.saved: dict[int, list[Any]] = {}  # storage -> nodes holding an input from it
         self.stack: list[str] = []
         self.rule_depth = 0
         self.paused = 0
@@ -204,6 +212,15 @@ class ForwardRecorder:
             for v in value:
                 self.tag(v, None, gate)
 
+    def keep(self, node: Any, value: Tensor) -> None:
+        """Register that ``node`` holds ``value`` (an input its rule reads in the backward pass)."""
+        self.saved.setdefault(value.untyped_storage().data_ptr(), []).append(node)
+
+    def protect(self, target: Tensor) -> None:
+        """Before ``target`` is overwritten in place: nodes holding its data take a copy."""
+        for node in self.saved.pop(target.untyped_storage().data_ptr(), []):
+            node.protect()
+
     def add_layer(self, name: str, handle: Tensor, activation: Any) -> None:
         """Record a capturable layer: relevance is captured at ``handle``."""
         self.order.append(name)
@@ -249,6 +266,7 @@ class ForwardRecorder:
         self._inputs.setdefault(name, []).append(args[0])
         if not getattr(module, "inplace", False):
             return None
+        self.protect(args[0])
         if isinstance(self.ruleset.rule_for(name, module), Pass):
             # runs in place on a graph-free alias: the data changes as in the plain model, the
             # relevance graph does not (no masking by the activation's own backward)
@@ -281,6 +299,7 @@ class ForwardRecorder:
             )
         node = Node(name, module, rule, inp, output.detach())
         node.ledger = self.ledger
+        self.keep(node, node.a)
         wrapped = _RelevanceFn.apply(inp, node)
         self.nodes.append(node)
         return self._publish(name, module, wrapped, node, node, gate)

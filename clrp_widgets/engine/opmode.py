@@ -122,6 +122,8 @@ class OpHandler:
         node_name = f"{path}:{name}" + (f".{count}" if count else "")
         rec.op_names.append(node_name)
         op = _Op(func, args, kwargs, signals, name, node_name, path)
+        if op.inplace and args and isinstance(args[0], Tensor):
+            rec.protect(args[0])
         rs = rec.ruleset
         rule = rs.by_name.get(node_name) or rs.by_op.get(name)
         kind = KINDS.get(name)
@@ -220,6 +222,9 @@ class OpHandler:
         if not isinstance(out, Tensor):
             return self._refuse(op, "it does not return one tensor")
         node = OpNode(op.node_name, rule, call, values, out.detach(), rec.ledger, layer)
+        if isinstance(rule, Norm):
+            for value in values:
+                rec.keep(node, value)
         handle = OpFn.apply(node, *op.signals)
         if op.inplace:
             result = op.args[0]
@@ -314,6 +319,7 @@ class OpHandler:
         inp = op.signals[0]
         node = Node(op.node_name, None, rule, inp, out.detach())
         node.ledger = rec.ledger
+        rec.keep(node, node.a)
         node.op = LinearOp.from_call(op.name, weight, bound, op.node_name)
         node.weight = weight.detach()
         node.bias = None if bias is None else bias.detach()

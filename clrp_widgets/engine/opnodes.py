@@ -144,6 +144,13 @@ class OpNode:
             )
         return self.signals
 
+    def protect(self) -> None:
+        """Copy the operands before the model overwrites one in place (the rule reads them)."""
+        for i, (s, v) in enumerate(zip(self.signals, self.versions, strict=True)):
+            if s._version == v:
+                self.signals[i] = s.clone()
+                self.versions[i] = self.signals[i]._version
+
     def output(self) -> Tensor:
         """The operation's result, recomputed if the model overwrote it in place later."""
         if self.out._version == self.out_version:

@@ -114,7 +114,7 @@ def _parse(raw: str) -> tuple[str, bool]:
     if name.startswith("__") and name.endswith("__"):
         name = name[2:-2]
         name = _DUNDER.get(name, name)
-    inplace = name.endswith("_") and not name.startswith("_")
+    inplace = (name.endswith("_") and not name.startswith("_")) or name == "setitem"
     return name.rstrip("_").lstrip("_") or raw, inplace
 
 
