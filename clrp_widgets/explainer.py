@@ -17,7 +17,6 @@ from clrp_widgets.engine import RelevanceEngine
 from clrp_widgets.engine.baselines import BASELINES, baseline, last_conv_name
 from clrp_widgets.engine.errors import ConfigError, InputError
 from clrp_widgets.engine.seeds import CONTRASTS
-from clrp_widgets.engine.validation import check_input, eval_semantics, first_weighted_layer
 from clrp_widgets.results import build_tree, encode_attrs
 from clrp_widgets.results.tree import as_numpy, probabilities
 
@@ -357,10 +356,12 @@ class Explainer:
         )
 
     def predict(self, x: torch.Tensor) -> xr.DataArray:
-        """Class probabilities as ``probs`` (sample, class): softmax, or sigmoid for multi-label."""
-        x = check_input(self._batch(x), first_weighted_layer(self.model))
-        with eval_semantics(self.model), torch.no_grad():
-            logits = self.model(x)
+        """Class probabilities as ``probs`` (sample, class): softmax, or sigmoid for multi-label.
+
+        Runs the engine's forward pass (kept for a following :meth:`explain` of the same ``x``),
+        after which :attr:`layer_names` include the op-level layers.
+        """
+        logits = self.engine.logits(self._batch(x))  # this forward pass serves explain(x) too
         probs = probabilities(as_numpy(logits.float()), self.output_activation)
         n_classes = probs.shape[1]
         names = self.class_names or [str(i) for i in range(n_classes)]

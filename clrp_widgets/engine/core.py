@@ -185,6 +185,15 @@ class RelevanceEngine:
         return [n for n, m in self._leaves.items() if isinstance(m, CAPTURE_TYPES)]
 
     @_locked
+    def logits(self, x: Tensor) -> Tensor:
+        """The model's logits for ``x`` from the engine's own (cached) forward pass.
+
+        A later explanation of the same ``x`` reuses this forward pass, and the op-level layers
+        are known afterwards (:meth:`layer_names`).
+        """
+        return self._forward(self._check_x(x)).logits.detach()
+
+    @_locked
     def clear_cache(self) -> None:
         """Drop the cached forward pass (its activations and graph)."""
         self._cache = None

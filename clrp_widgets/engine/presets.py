@@ -42,12 +42,10 @@ from .rules import (
     Epsilon,
     Flat,
     Gamma,
-    Gate,
     Gradient,
     Norm,
     Pass,
     Rule,
-    WSquare,
     ZBox,
     ZPlus,
 )
@@ -253,18 +251,10 @@ def _custom(mapping: Mapping[type | str, Rule]) -> RuleSet:
     return RuleSet(by_name=by_name, by_type=[*by_type, *_base(1e-6, False)])
 
 
-_CONSERVATIVE = (Pass, Gradient, Norm, Gate, ZBox, Flat, WSquare)
-
-
-def _conserves(rule: Rule) -> bool:
-    if isinstance(rule, ZPlus):
-        return not rule.bias
-    return isinstance(rule, _CONSERVATIVE)
-
-
 def apply_overrides(ruleset: RuleSet, overrides: Mapping[Any, Rule] | None) -> RuleSet:
     """``ruleset`` extended by ``overrides`` ``{module path, op node name, layer type or torch
-    function: Rule}``; the overrides win over the preset's rules."""
+    function: Rule}``; the overrides win over the preset's rules. A conservative preset stays
+    guarded: an override that leaks relevance is reported by the conservation guard."""
     if not overrides:
         return ruleset
     if not isinstance(overrides, Mapping):
@@ -273,14 +263,12 @@ def apply_overrides(ruleset: RuleSet, overrides: Mapping[Any, Rule] | None) -> R
             f"{type(overrides).__name__}; e.g. overrides={{'layer1.0:add': Norm()}}."
         )
     by_name, by_type, by_op = dict(ruleset.by_name), [], dict(ruleset.by_op)
-    conservative = ruleset.conservative
     for key, rule in overrides.items():
         if not isinstance(rule, Rule):
             raise ConfigError(
                 f"overrides[{key!r}] is {rule!r}, not a Rule; use e.g. Pass(), Norm() or "
                 "Epsilon(0.25) from clrp_widgets.engine.rules."
             )
-        conservative = conservative and _conserves(rule)
         if isinstance(key, str):
             by_name[key] = rule
         elif isinstance(key, type) or (
@@ -300,5 +288,4 @@ def apply_overrides(ruleset: RuleSet, overrides: Mapping[Any, Rule] | None) -> R
         by_name=by_name,
         by_type=[*by_type, *ruleset.by_type],
         by_op=by_op,
-        conservative=conservative,
     )
