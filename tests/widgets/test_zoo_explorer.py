@@ -22,13 +22,19 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))
 from zoo_models import BOUNDS, build
 
 MODELS = {"resnet50": 32, "efficientnet_b0": 32, "convnext_tiny": 32}
+#: Models the paper preset explains exactly (README "Supported models"); on the others z+ can drop
+#: the relevance of convolutions that read signed input, so a map may be all zero there (with a
+#: ConservationWarning): for them the test checks that the click is answered with the engine's map.
+EXACT = {"resnet50"}
 
 
 @pytest.fixture(scope="module", params=list(MODELS))
 def explorer(request: pytest.FixtureRequest) -> Explorer:
     case = build(request.param, size=MODELS[request.param], dtype=torch.float32)
     ex = cw.Explainer(case.model, input_bounds=BOUNDS)
-    return Explorer(ex, case.x[0])
+    explorer = Explorer(ex, case.x[0])
+    explorer.model_name = request.param
+    return explorer
 
 
 def shown(view) -> np.ndarray:
@@ -45,7 +51,9 @@ def check_bar_click(explorer: Explorer) -> None:
         explorer.session.x, explorer.target, explorer.layer, [channel], contrast=explorer.contrast
     )
     got = shown(explorer.neuron_view)[0]
-    assert np.isfinite(got).all() and np.abs(got).max() > 0
+    assert np.isfinite(got).all()
+    if explorer.model_name in EXACT:
+        assert np.abs(got).max() > 0
     np.testing.assert_allclose(got, want.values[0, 0], rtol=1e-4, atol=1e-6 * np.abs(got).max())
     bar_click(explorer.bars.bars, 0)  # deselect again
     explorer.wait()
@@ -55,7 +63,9 @@ def check_bar_click(explorer: Explorer) -> None:
 def test_first_view_and_a_bar_click(explorer: Explorer) -> None:
     assert explorer.error == "" and explorer.map_version >= 1
     heat = shown(explorer.heatmap)[0]
-    assert np.isfinite(heat).all() and heat.max() > 0
+    assert np.isfinite(heat).all()
+    if explorer.model_name in EXACT:
+        assert heat.max() > 0
     assert len(explorer.bars.channels) > 0
     check_bar_click(explorer)
 
