@@ -21,6 +21,9 @@ from clrp_widgets.widgets.explorer import Explorer
 sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))
 from zoo_models import BOUNDS, build
 
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::clrp_widgets.engine.errors.ConservationWarning"  # see EXACT
+)
 MODELS = {"resnet50": 32, "efficientnet_b0": 32, "convnext_tiny": 32}
 #: Models the paper preset explains exactly (README "Supported models"); on the others z+ can drop
 #: the relevance of convolutions that read signed input, so a map may be all zero there (with a
