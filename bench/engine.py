@@ -5,6 +5,7 @@ load from other processes hits all of them alike; each figure is the median over
 
     .venv/bin/python bench/engine.py                 # CPU, 2 threads, 7 rounds
     .venv/bin/python bench/engine.py --device cuda --batch 16
+    .venv/bin/python bench/engine.py --zoo --rounds 5   # issue 9: beyond VGG16 (rows below)
 
 Not a test: nothing here asserts a time.
 """
@@ -12,6 +13,7 @@ Not a test: nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import subprocess
@@ -178,6 +180,89 @@ def peak_memory(name: str, device: str, batch: int) -> tuple[int, int]:
     return persistent, rss_bytes("VmHWM") - base
 
 
+# ----------------------------------------------------------------------------- issue 9: the zoo
+
+#: Models of the zoo rows, with the zennit canonizers of their closest EpsilonPlusFlat setup.
+ZOO_MODELS = ("vgg16", "resnet50", "densenet121", "efficientnet_b0", "convnext_tiny")
+
+
+def zoo_methods(name: str, device: str, batch: int) -> dict[str, Callable[[], object]]:
+    """Input gradient, CLRP contrast map and zennit EpsilonPlusFlat (where zennit runs)."""
+    from zennit.attribution import Gradient
+    from zennit.canonizers import SequentialMergeBatchNorm
+    from zennit.composites import EpsilonPlusFlat
+    from zennit.torchvision import ResNetCanonizer, VGGCanonizer
+
+    from clrp_widgets.engine import RelevanceEngine
+
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)(weights=None).eval().to(device)
+    x = torch.randn(batch, 3, 224, 224, device=device).clamp(*BOUNDS)
+    engine = RelevanceEngine(model, input_bounds=BOUNDS, keep_denominators=False)
+    canonizers = {
+        "vgg16": [VGGCanonizer()],
+        "resnet50": [ResNetCanonizer()],
+        "densenet121": [],  # BatchNorm before conv: nothing to merge
+    }
+    composite = EpsilonPlusFlat(canonizers=canonizers.get(name, [SequentialMergeBatchNorm()]))
+
+    def gradient() -> object:
+        xx = x.clone().requires_grad_(True)
+        return torch.autograd.grad(model(xx)[:, TARGET].sum(), xx)
+
+    def clrp_contrast() -> object:
+        engine.clear_cache()
+        return engine.run(x, TARGET, "clrp1", kinds=("contrast",))
+
+    def zennit_flat() -> object:
+        seeds = torch.zeros(batch, 1000, device=device)
+        seeds[:, TARGET] = 1.0
+        with Gradient(model, composite) as attributor:
+            return attributor(x.clone().requires_grad_(True), seeds)
+
+    fns = {"gradient": gradient, "clrp_contrast": clrp_contrast, "zennit": zennit_flat}
+    try:  # on a copy: a canonizer that fails half-way may leave its model changed
+        with Gradient(copy.deepcopy(model), composite) as attributor:
+            attributor(x[:1].clone().requires_grad_(True), torch.eye(1000, device=device)[:1])
+    except Exception as err:  # zennit does not run on this model: no zennit column
+        print(f"zennit EpsilonPlusFlat does not run on {name}: {type(err).__name__}: {err}")
+        del fns["zennit"]
+    return fns
+
+
+def zoo_rows(device: str, batch: int, rounds: int) -> None:
+    """One row per model: CLRP contrast map vs a plain input gradient and vs zennit.
+
+    All models' methods run interleaved, round by round (model by model within a round), so
+    load from other processes hits every ratio alike; each figure is the median over rounds.
+    """
+    fns = {name: zoo_methods(name, device, batch) for name in ZOO_MODELS}
+    for methods_of in fns.values():  # warm-up: caches, allocator, lazy init
+        for fn in methods_of.values():
+            fn()
+    times: dict[tuple[str, str], list[float]] = {}
+    for _ in range(rounds):
+        for name, methods_of in fns.items():
+            for method, fn in methods_of.items():
+                sync(device)
+                start = time.perf_counter()
+                fn()
+                sync(device)
+                times.setdefault((name, method), []).append(time.perf_counter() - start)
+    med = {key: statistics.median(t) for key, t in times.items()}
+    print(f"\nzoo, random weights, batch {batch}, 224 px, float32, {device}, median of {rounds}")
+    print(
+        "| model | gradient (s) | CLRP contrast (s) | vs gradient | zennit EpsilonPlusFlat (s) "
+        "| CLRP vs zennit |"
+    )
+    print("|---|---|---|---|---|---|")
+    for name in ZOO_MODELS:
+        g, c = med[(name, "gradient")], med[(name, "clrp_contrast")]
+        z = med.get((name, "zennit"))
+        zennit = f"{z:.3f} | {z / c:.2f}x faster" if z is not None else "does not run | -"
+        print(f"| {name} | {g:.3f} | {c:.3f} | **{c / g:.2f}x** | {zennit} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--device", default="cpu")
@@ -186,8 +271,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--conditional-rounds", type=int, default=3)
     parser.add_argument("--memory-of", help=argparse.SUPPRESS)
+    parser.add_argument("--zoo", action="store_true", help="only the issue-9 zoo rows")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.zoo:
+        zoo_rows(args.device, args.batch, args.rounds)
+        return
     if args.memory_of:
         print(*peak_memory(args.memory_of, args.device, args.batch))
         return

@@ -16,6 +16,7 @@ _EXPORTS = {
     "clrp": "clrp_widgets.functional",
     "Explainer": "clrp_widgets.explainer",
     "CLRPError": "clrp_widgets.engine.errors",
+    "ConservationWarning": "clrp_widgets.engine.errors",
     "ModelBundle": "clrp_widgets.models.bundle",
     "load_model": "clrp_widgets.models.loaders",
     "scenes": "clrp_widgets.models.scenes",

@@ -18,7 +18,6 @@ from clrp_widgets.engine.baselines import BASELINES, baseline, last_conv_name
 from clrp_widgets.engine.errors import ConfigError, InputError, LayerNotFoundError
 from clrp_widgets.engine.ops import LINEAR_TYPES
 from clrp_widgets.engine.seeds import CONTRASTS
-from clrp_widgets.engine.validation import check_input, eval_semantics, first_weighted_layer
 from clrp_widgets.results import build_tree, encode_attrs
 from clrp_widgets.results.tree import as_numpy, probabilities
 
@@ -56,7 +55,10 @@ class Explainer:
     class_names : sequence of str, optional
         One name per class; default: the bundle's names, else the indices as strings.
     canonizers : str
-        Passed to the engine (``"auto"`` picks BatchNorm merging / ResNet sums by model).
+        Passed to the engine (``"auto"`` merges BatchNorm into the preceding layer).
+    overrides : mapping, optional
+        ``{module path, op node name, layer type or torch function: Rule}`` that extends the
+        preset rather than replacing it, e.g. ``{"features.1.0.stochastic_depth": Pass()}``.
 
     Notes
     -----
@@ -78,6 +80,7 @@ class Explainer:
         input_bounds: tuple[Any, Any] | None = None,
         class_names: Sequence[str] | None = None,
         canonizers: str = "auto",
+        overrides: Mapping[Any, Any] | None = None,
     ) -> None:
         bundle = None if isinstance(model_or_bundle, nn.Module) else model_or_bundle
         model = model_or_bundle if bundle is None else getattr(bundle, "model", None)
@@ -93,16 +96,22 @@ class Explainer:
         self.model = model
         self.class_names = None if class_names is None else [str(n) for n in class_names]
         self.rules = rules
+        self.overrides = dict(overrides) if overrides else {}
         self.model_name = str(getattr(bundle, "name", None) or type(model).__name__)
         self.output_activation = str(getattr(bundle, "output_activation", "softmax"))
         self.engine = RelevanceEngine(
-            model, rules=rules, input_bounds=input_bounds, canonizers=canonizers
+            model,
+            rules=rules,
+            input_bounds=input_bounds,
+            canonizers=canonizers,
+            overrides=overrides,
         )
         self.input_bounds = self.engine.input_bounds
 
     @property
     def layer_names(self) -> list[str]:
-        """Names of the capturable layers (Conv2d, Linear, pooling), in forward order."""
+        """Names of the capturable layers (Conv2d, Linear, pooling modules and op-level layers
+        such as ``"layer1.0:add"``), in forward order; op-level ones appear after the first call."""
         return list(self.engine.layer_names())
 
     # ----- helpers
@@ -146,6 +155,7 @@ class Explainer:
         return np.broadcast_to(np.asarray(targets, dtype=np.int64), (n,))
 
     def _attrs(self, **extra: Any) -> dict[str, Any]:
+        extra = {"overrides": _describe_rules(self.overrides), **extra} if self.overrides else extra
         return {
             "rules": _describe_rules(self.rules),
             "input_bounds": [_plain_bound(b) for b in self.input_bounds],
@@ -527,10 +537,12 @@ class Explainer:
         )
 
     def predict(self, x: torch.Tensor) -> xr.DataArray:
-        """Class probabilities as ``probs`` (sample, class): softmax, or sigmoid for multi-label."""
-        x = check_input(self._batch(x), first_weighted_layer(self.model))
-        with eval_semantics(self.model), torch.no_grad():
-            logits = self.model(x)
+        """Class probabilities as ``probs`` (sample, class): softmax, or sigmoid for multi-label.
+
+        Runs the engine's forward pass (kept for a following :meth:`explain` of the same ``x``),
+        after which :attr:`layer_names` include the op-level layers.
+        """
+        logits = self.engine.logits(self._batch(x))  # this forward pass serves explain(x) too
         probs = probabilities(as_numpy(logits.float()), self.output_activation)
         n_classes = probs.shape[1]
         names = self.class_names or [str(i) for i in range(n_classes)]

@@ -27,6 +27,7 @@ def lrp(
     rules: str | Mapping[Any, Rule] = "paper",
     input_bounds: tuple[Bound, Bound] | None = None,
     canonizers: str | Sequence[str] | None = "auto",
+    overrides: Mapping[Any, Rule] | None = None,
 ) -> Tensor:
     """LRP relevance of class ``target`` at the input, same shape as ``x`` (N, C, H, W).
 
@@ -47,8 +48,11 @@ def lrp(
         None uses the CLRP authors' ImageNet-normalised bounds ``(-2.1179, 2.64)``.
     canonizers
         ``"auto"``, None, or a subset of ``("batchnorm", "resnet")``.
+    overrides
+        ``{module path, op node name, layer type or torch function: Rule}`` extending the preset,
+        e.g. ``{"features.1.0.stochastic_depth": Pass(), torch.erf: Pass()}``.
     """
-    engine = memo_engine(model, rules, input_bounds, canonizers)
+    engine = memo_engine(model, rules, input_bounds, canonizers, overrides)
     out = one_shot(engine, lambda e: e.run(x, target, contrast="lrp", kinds=("target",)))
     return out.input[0]
 
@@ -63,6 +67,7 @@ def clrp(
     input_bounds: tuple[Bound, Bound] | None = None,
     dual_seed: str = "uniform",
     canonizers: str | Sequence[str] | None = "auto",
+    overrides: Mapping[Any, Rule] | None = None,
 ) -> Tensor:
     """Contrastive LRP map ``max(0, R_target - R_dual)`` at the input, same shape as ``x``.
 
@@ -72,7 +77,7 @@ def clrp(
     :meth:`RelevanceEngine.run`). The other arguments are as in :func:`lrp`. The difference is
     computed in one backward pass of the seed difference.
     """
-    engine = memo_engine(model, rules, input_bounds, canonizers)
+    engine = memo_engine(model, rules, input_bounds, canonizers, overrides)
     out = one_shot(
         engine,
         lambda e: e.run(x, target, contrast=variant, kinds=("contrast",), dual_seed=dual_seed),

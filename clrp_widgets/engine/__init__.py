@@ -1,12 +1,14 @@
 """LRP/CLRP relevance engine (torch only; knows nothing of xarray or widgets)."""
 
 from .core import EngineOutput, LayerCapture, RelevanceEngine
+from .errors import ConservationWarning
 from .presets import PAPER_BOUNDS, PRESETS
 from .rules import (
     AlphaBeta,
     Epsilon,
     Flat,
     Gamma,
+    Gate,
     Gradient,
     Norm,
     Pass,
@@ -22,10 +24,12 @@ __all__ = [
     "PAPER_BOUNDS",
     "PRESETS",
     "AlphaBeta",
+    "ConservationWarning",
     "EngineOutput",
     "Epsilon",
     "Flat",
     "Gamma",
+    "Gate",
     "Gradient",
     "LayerCapture",
     "Norm",

@@ -39,13 +39,14 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
-from .canonizers import residual_sums, resolve_canonizers
+from .canonizers import resolve_canonizers
 from .errors import ConfigError, InputError, LayerNotFoundError, UnsupportedLayerError
 from .fingerprint import weights_fingerprint
+from .guard import check_ledger, check_model_input, unwrap_compiled
 from .hooks import ForwardRecorder, Node, no_rule_message
 from .locking import model_lock
 from .ops import LINEAR_TYPES, LinearOp
-from .presets import AVG_POOLS, MAX_POOLS, Bound, normalize_bounds, resolve_rules
+from .presets import AVG_POOLS, MAX_POOLS, Bound, apply_overrides, normalize_bounds, resolve_rules
 from .rules import LinearRule, Rule, ZBox
 from .seeds import Seed, class_seeds
 from .validation import (
@@ -101,9 +102,11 @@ class _ForwardPass:
     logits: Tensor
     nodes: list[Node]
     outputs: dict[str, Tensor]
-    activations: dict[str, Any]  # Tensor, or the Node that recomputes it
-    order: list[str]
+    activations: dict[str, Any]  # Tensor, or the node that recomputes it
+    order: list[str]  # module and op names in call order
+    layers: list[str]  # capturable layers, in order of their first call
     logit_node: Node | None
+    ledger: Any  # the nodes' Ledger (conservation guard)
 
 
 class RelevanceEngine:
@@ -121,12 +124,26 @@ class RelevanceEngine:
         rule, scalars or per-channel tensors ``(C,)``. None uses the CLRP authors' bounds for
         ImageNet-normalised input, ``(-2.1179, 2.64)``, and warns about input outside them.
     canonizers
-        ``"auto"`` (default), None, or a subset of ``("batchnorm", "resnet")``.
+        ``"auto"`` (default), None, or a subset of ``("batchnorm", "resnet")``. Residual sums of
+        any model are split in proportion at op level; ``"resnet"`` is kept for compatibility
+        and changes nothing.
     keep_denominators
         True (default): the rules' per-input denominators (e.g. z+ sums) are kept with the cached
         forward pass, so later requests on the same input cost one backward pass each (what the
         widgets need). False: they are made during each backward pass and dropped, so a one-shot
         map needs about as much memory as a gradient (what the functional API uses).
+    overrides
+        ``{module path, op node name, layer type or torch function: Rule}`` that extends the
+        preset (or mapping) given as ``rules``, e.g. ``{"features.1.0.stochastic_depth": Pass(),
+        "layer1.0:add": Norm(), torch.erf: Pass()}``; overrides win.
+
+    Notes
+    -----
+    Operations outside modules with a module-level rule (residual sums, gates, functional
+    pooling, ``torch.flatten``, ...) get op-level rules (:mod:`clrp_widgets.engine.opmode`);
+    those that carry a rule are layers named ``<module path>:<op>``, e.g. ``"layer1.0:add"``.
+    With a conservative preset (``"paper"``) every call checks that no layer loses or gains
+    more than 1e-3 of the explained output and warns (:class:`~.errors.ConservationWarning`).
     """
 
     def __init__(
@@ -136,37 +153,48 @@ class RelevanceEngine:
         input_bounds: tuple[Bound, Bound] | None = None,
         canonizers: str | Sequence[str] | None = "auto",
         keep_denominators: bool = True,
+        overrides: Mapping[Any, Rule] | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+        model = unwrap_compiled(model)
         self.model = model
         self.rules = rules if isinstance(rules, str) else "custom"
         self.bounds_given = input_bounds is not None
         self.input_bounds = normalize_bounds(input_bounds)
-        self.ruleset = resolve_rules(rules, input_bounds)
+        self.ruleset = apply_overrides(resolve_rules(rules, input_bounds), overrides)
         self.canonizers = resolve_canonizers(model, canonizers)
         self._leaves = {n: m for n, m in model.named_modules() if not any(m.children())}
         self._ops: dict[str, LinearOp] = {}
-        self._check_supported()
+        self._rule_leaves = self._check_supported()
         self._first = first_weighted_layer(model)
         self._prepared: dict[tuple[str, int, int], dict[str, Any]] = {}
         self._fingerprint: tuple[Any, ...] | None = None
         self._cache: _ForwardPass | None = None
-        self._call_order: list[str] | None = None
+        self._layer_order: list[str] | None = None
         self._lock = model_lock(model)  # shared by every engine on this model
         self.keep_denominators = bool(keep_denominators)
 
     # ------------------------------------------------------------------ public API
     def layer_names(self) -> list[str]:
-        """Capturable module names (every Conv, Linear and pooling layer), in forward order.
+        """Capturable layers in forward order: Conv, Linear and pooling modules, and op-level
+        layers ``<module path>:<op>`` (residual sums, gates, functional pooling and Conv/Linear).
 
-        Before the first forward pass the order is the definition order of the modules.
+        Before the first forward pass: the modules only, in definition order (op-level layers
+        are known once the model ran). Modules the forward pass never calls are left out.
         """
-        names = [n for n, m in self._leaves.items() if isinstance(m, CAPTURE_TYPES)]
-        if self._call_order is None:
-            return names
-        rank = {n: i for i, n in enumerate(self._call_order)}
-        return sorted(names, key=lambda n: rank.get(n, len(rank)))
+        if self._layer_order is not None:
+            return list(self._layer_order)
+        return [n for n, m in self._leaves.items() if isinstance(m, CAPTURE_TYPES)]
+
+    @_locked
+    def logits(self, x: Tensor) -> Tensor:
+        """The model's logits for ``x`` from the engine's own (cached) forward pass.
+
+        A later explanation of the same ``x`` reuses this forward pass, and the op-level layers
+        are known afterwards (:meth:`layer_names`).
+        """
+        return self._forward(self._check_x(x)).logits.detach().clone()
 
     @_locked
     def clear_cache(self) -> None:
@@ -217,8 +245,8 @@ class RelevanceEngine:
             kinds = ("target",) if contrast == "lrp" else ("contrast",)
         kinds = check_kinds(kinds, contrast)
         x = self._check_x(x)
-        names = self._capture_names(capture)
         fp = self._forward(x)
+        names = self._capture_names(capture)
         n, n_classes = fp.logits.shape
         targets = check_targets(target, n, n_classes, fp.logits.device)
         check_pairwise(contrast, targets, n_classes)
@@ -232,7 +260,11 @@ class RelevanceEngine:
         if "contrast" in kinds and not derive:
             compute.append("contrast")
         with self._denominators(fp, several_passes=len(compute) > 1):
-            maps = {k: self._class_backprop(fp, seeds[k], targets, names) for k in compute}
+            maps = {}
+            for k in compute:
+                with self._guard(fp, seeds[k].scale(), seeds[k].total(), k) as check:
+                    maps[k] = self._class_backprop(fp, seeds[k], targets, names)
+                    check.append(maps[k][0])
         sums = {k: seeds[k].total() for k in compute}
         if normalise:
             for k in ("target", "dual"):
@@ -264,7 +296,6 @@ class RelevanceEngine:
         output's ``targets`` hold ``channel`` for every sample.
         """
         x = self._check_x(x)
-        layer = check_layer(layer, self.layer_names())
         if contrast is not None and contrast != "layer":
             if isinstance(contrast, bool) or not isinstance(contrast, int):
                 raise ConfigError(
@@ -274,6 +305,7 @@ class RelevanceEngine:
             kinds = ("target",) if contrast is None else ("target", "dual", "contrast")
         kinds = check_kinds(kinds, "lrp" if contrast is None else "neuron")
         fp = self._forward(x)
+        layer = check_layer(layer, self.layer_names())
         act = self._activation(fp, layer)
         n_ch = act.shape[1]
         channel = check_channel(channel, n_ch, layer)
@@ -308,8 +340,11 @@ class RelevanceEngine:
         maps, sums = {}, {}
         with self._denominators(fp, several_passes=len(kinds) > 1):
             for k in kinds:
-                maps[k] = self._backprop(fp, [root], [seeds[k]], names)
                 sums[k] = seeds[k].reshape(seeds[k].shape[0], -1).sum(1)
+                scale = seeds[k].abs().reshape(seeds[k].shape[0], -1).sum(1)
+                with self._guard(fp, scale, sums[k], k, exempt=layer) as check:
+                    maps[k] = self._backprop(fp, [root], [seeds[k]], names)
+                    check.append(maps[k][0])
         targets = torch.full((act.shape[0],), channel, dtype=torch.long, device=act.device)
         return self._output(fp, targets, kinds, maps, sums, names)
 
@@ -337,8 +372,8 @@ class RelevanceEngine:
         """
         contrast = check_contrast(contrast, dual_seed)
         x = self._check_x(x)
-        layer = check_layer(layer, self.layer_names())
         fp = self._forward(x)
+        layer = check_layer(layer, self.layer_names())
         n, n_classes = fp.logits.shape
         targets = check_targets(target, n, n_classes, fp.logits.device)
         check_pairwise(contrast, targets, n_classes)
@@ -444,6 +479,7 @@ class RelevanceEngine:
 
     def _check_x(self, x: Any) -> Tensor:
         x = check_input(x, self._first)
+        check_model_input(self.model, x)
         if not self.bounds_given and self._uses_box():
             low, high = self.input_bounds
             if bool((x < low - 1e-4).any() | (x > high + 1e-4).any()):
@@ -462,21 +498,28 @@ class RelevanceEngine:
         rules = [rs.first, *rs.by_name.values(), *(r for _, r in rs.by_type)]
         return any(isinstance(r, ZBox) for r in rules)
 
-    def _check_supported(self) -> None:
+    def _check_supported(self) -> dict[str, nn.Module]:
+        """Leaf modules with a module-level rule (the others are handled at op level)."""
         rs = self.ruleset
+        modules = dict(self.model.named_modules())
         for name in rs.by_name:
-            if name not in dict(self.model.named_modules()):
+            if ":" not in name and name not in modules:
                 check_layer(name, list(self._leaves))
+        rule_leaves = {}
         for name, module in self._leaves.items():
             rule = rs.rule_for(name, module)
             if rule is None and rs.first is not None and isinstance(module, rs.first_types):
                 rule = rs.first
-            if rule is None:
+            if rule is None and isinstance(module, LINEAR_TYPES):
                 raise UnsupportedLayerError(no_rule_message(name, module))
+            if rule is not None:
+                rule_leaves[name] = module
             if isinstance(module, LINEAR_TYPES):
                 self._ops[name] = LinearOp(module, name)
+        return rule_leaves
 
     def _capture_names(self, capture: str | Sequence[str] | None) -> list[str]:
+        """Layers to capture; call after the forward pass (which fixes the layer list)."""
         known = self.layer_names()
         if capture is None:
             return []
@@ -510,19 +553,19 @@ class RelevanceEngine:
             for node in fp.nodes:
                 self._finalize(node)
         self._cache = fp
-        self._call_order = self._call_order or fp.order
+        self._layer_order = list(dict.fromkeys(fp.layers))
         return fp
 
     def _record(self, x: Tensor) -> _ForwardPass:
         model = self.model
-        hooked = {n: m for n, m in self._leaves.items()}
-        recorder = ForwardRecorder(hooked, self.ruleset, "batchnorm" in self.canonizers)
+        recorder = ForwardRecorder(
+            model, self._rule_leaves, self.ruleset, "batchnorm" in self.canonizers, CAPTURE_TYPES
+        )
         x_leaf = x.detach().clone().requires_grad_(True)
+        recorder.tag(x_leaf)
         # warning frames: generator, __enter__, ExitStack, _record, _forward, run, lock, caller
         with contextlib.ExitStack() as stack:
             stack.enter_context(eval_semantics(model, stacklevel=8))
-            if "resnet" in self.canonizers:
-                stack.enter_context(residual_sums(model, self.ruleset.sum_eps))
             stack.enter_context(recorder)
             with torch.enable_grad():
                 logits = model(x_leaf)
@@ -532,10 +575,7 @@ class RelevanceEngine:
                 f"the model returned {shape}; the engine needs logits of shape (N, classes). "
                 "Wrap the model so that it returns the class scores."
             )
-        activations = {}
-        for name, out in recorder.outputs.items():
-            node = next((nd for nd in reversed(recorder.nodes) if nd.name == name), None)
-            activations[name] = out.detach() if node is None else node
+        self._check_override_names(recorder.op_names)
         logit_node = next(
             (
                 nd
@@ -549,25 +589,71 @@ class RelevanceEngine:
             logits,
             recorder.nodes,
             recorder.outputs,
-            activations,
+            recorder.activations,
             recorder.order,
+            recorder.layers,
             logit_node,
+            recorder.ledger,
         )
+
+    def _check_override_names(self, op_names: list[str]) -> None:
+        seen = set(op_names)
+        missing = [n for n in self.ruleset.by_name if ":" in n and n not in seen]
+        if missing:
+            raise ConfigError(
+                f"rules/overrides name op node(s) {missing} that the forward pass never made; "
+                f"op nodes of this model include {op_names[:8]}."
+            )
 
     def _finalize(self, node: Node) -> None:
         rule = node.rule
         if not isinstance(rule, LinearRule):
             return
         module: Any = node.module
-        if node.bn is None:
-            node.weight = module.weight.detach()
-            node.bias = None if module.bias is None else module.bias.detach()
-        key = (node.name, id(rule), id(node.bn))
+        if module is None:  # an op-level Conv/Linear call: its weights came with the call
+            key: tuple[Any, ...] = (node.name, id(rule), node.bn is None, node.weight_key)
+        else:
+            if node.bn is None:
+                node.weight = module.weight.detach()
+                node.bias = None if module.bias is None else module.bias.detach()
+            key = (node.name, id(rule), id(node.bn))
+            node.op = self._ops[node.name]
         if key not in self._prepared:
             assert node.weight is not None
             self._prepared[key] = rule.prepare(node.weight, node.bias)
-        node.op = self._ops[node.name]
         node.prepared = self._prepared[key]
+
+    @contextlib.contextmanager
+    def _guard(
+        self,
+        fp: _ForwardPass,
+        scale: Tensor,
+        seed_total: Tensor,
+        kind: str,
+        exempt: str | None = None,
+    ) -> Iterator[list[Tensor]]:
+        """Record the block's backward pass and check conservation (conservative presets only).
+
+        The block appends the input map to the yielded list; every rule node's relevance in and
+        out, and the input map against the seed, must agree within 1e-3 of ``scale`` (the
+        per-sample absolute seed sum), or a :class:`~.errors.ConservationWarning` names the layer.
+        The seeded layer (``exempt``; default the logit layer) may drop seed it cannot attribute.
+        """
+        check: list[Tensor] = []
+        if not self.ruleset.conservative:
+            yield check
+            return
+        ledger = fp.ledger
+        ledger.records = []
+        ledger.active = True
+        try:
+            yield check
+        finally:
+            ledger.active = False
+        records, ledger.records = ledger.records, []
+        if exempt is None and fp.logit_node is not None:
+            exempt = fp.logit_node.name
+        check_ledger(records, scale, kind, check[0] if check else None, seed_total, exempt)
 
     def _activation(self, fp: _ForwardPass, layer: str) -> Tensor:
         if layer not in fp.activations:
@@ -681,7 +767,7 @@ class RelevanceEngine:
 def _materialize(activations: dict[str, Any], name: str) -> Tensor:
     """The activation of ``name``; a layer overwritten in place is recomputed once and kept."""
     value = activations[name]
-    if isinstance(value, Node):
+    if not isinstance(value, Tensor):  # a node: recomputed if overwritten in place
         value = activations[name] = value.output()
     return value
 

@@ -36,3 +36,11 @@ class ResultFileError(CLRPError, ValueError):
 
 class StoreInUseError(CLRPError, RuntimeError):
     """Another live run is writing the same data-set store."""
+
+
+class ConservationWarning(UserWarning):
+    """A conservative rule preset lost or gained relevance: the map may be wrong.
+
+    Raised as a warning (``warnings.warn``), naming the layer or operation where the relevance
+    entering it and the relevance it handed down differ by more than 1e-3 of the explained output.
+    """

@@ -13,10 +13,14 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+from torch.utils.weak import WeakIdKeyDictionary
 
 from .canonizers import merge_batchnorm
 from .errors import UnsupportedLayerError
+from .opnodes import Alias
 from .ops import LINEAR_TYPES, LinearOp
+from .optable import GATE_MODULES
 from .presets import BATCH_NORMS, RuleSet
 from .rules import Gradient, LinearRule, Norm, Pass, Rule
 
@@ -24,12 +28,15 @@ from .rules import Gradient, LinearRule, Norm, Pass, Rule
 class Node:
     """One call of a module that has a relevance rule."""
 
-    def __init__(self, name: str, module: nn.Module, rule: Rule, inp: Tensor, out: Tensor) -> None:
+    def __init__(
+        self, name: str, module: nn.Module | None, rule: Rule, inp: Tensor, out: Tensor
+    ) -> None:
         self.name = name
         self.module = module
         self.rule = rule
         self.inp = inp  # the module input, in the autograd graph
         self.a = inp.detach()
+        self.a_version = inp._version
         self.out = out  # the module output, detached (returned into the graph by _RelevanceFn)
         self.bn: nn.Module | None = None  # BatchNorm merged into this layer
         self.merged_out: Tensor | None = None  # output of the merged BatchNorm
@@ -37,9 +44,11 @@ class Node:
         self.op: LinearOp | None = None
         self.weight: Tensor | None = None
         self.bias: Tensor | None = None
+        self.weight_key: tuple[int, int] | None = None  # op-level call: the weight's identity
         self.prepared: dict[str, Any] = {}
         self.state: dict[str, Any] = {}  # the rule's per-input denominators, made on first use
         self.keep_state = True  # keep them for later backward passes over this forward pass
+        self.ledger: Any = None  # the recorder's Ledger (conservation guard)
 
     def output(self) -> Tensor:
         """Output of the (possibly BatchNorm-merged) layer, recomputed if overwritten in place.
@@ -51,8 +60,23 @@ class Node:
         if out._version == self.versions[out is self.out]:
             return out
         if self.op is None or self.weight is None:
+            assert self.module is not None
             return self.module.forward(self.a).detach()
         return self.op.forward(self.a, self.weight, self.bias)
+
+    def protect(self) -> None:
+        """Copy the input before the model overwrites it in place (the rule reads it later)."""
+        if self.a._version == self.a_version:
+            self.a = self.a.clone()
+            self.a_version = self.a._version
+
+    def layer_weights(self) -> tuple[Tensor, Tensor | None]:
+        """The layer's own weight and bias (before any BatchNorm merge)."""
+        if self.module is None:
+            assert self.weight is not None
+            return self.weight, self.bias
+        bias = self.module.bias
+        return self.module.weight, bias if isinstance(bias, Tensor) else None  # type: ignore[return-value]
 
     def pristine_output(self) -> Tensor | None:
         """The recorded output if it was not overwritten in place, else None."""
@@ -65,6 +89,7 @@ class Node:
         if isinstance(rule, Pass):
             return R
         if isinstance(rule, Norm):
+            assert self.module is not None
             return rule.relevance(self.module, self.a, self.output(), R)
         assert isinstance(rule, LinearRule) and self.op is not None
         state = self.state or rule.state(self.op, self.a, self.pristine_output(), self.prepared)
@@ -83,39 +108,83 @@ class _RelevanceFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, R: Tensor) -> tuple[Tensor, None]:
-        return ctx.node.relevance(R), None
+        node = ctx.node
+        rel = node.relevance(R)
+        if node.ledger is not None and not isinstance(node.rule, Pass):
+            node.ledger.record(node.name, R, (rel,))
+        return rel, None
+
+
+class Info:
+    """What the recorder knows of an input-dependent tensor of the forward pass."""
+
+    __slots__ = ("gate", "producer")
+
+    def __init__(self, producer: Any = None, gate: bool = False) -> None:
+        self.producer = producer  # the rule node whose output this tensor is
+        self.gate = gate  # produced by a gating function (sigmoid, hard-sigmoid, softmax)
 
 
 class ForwardRecorder:
-    """Context manager that hooks the model's leaf modules for one forward pass.
+    """Context manager that records one forward pass: module hooks plus an op-level mode.
 
-    After the pass, :attr:`nodes` lists the rule nodes in call order, :attr:`outputs` maps module
-    names to their output tensors in the graph (the last call wins) and :attr:`order` lists the
-    module names in call order.
+    Leaf modules in ``modules`` carry a module-level rule; the operations inside them are not
+    looked at. Every other tensor operation that takes an input-dependent tensor is given an
+    op-level rule by :class:`~.opmode.OpHandler`, through a ``TorchFunctionMode`` that is active
+    only inside this context (torch keeps modes per thread). Hooks are on every module (the op
+    names need the module path) and are removed on exit, also after an error.
+
+    After the pass, :attr:`nodes` lists the Conv/Linear-type rule nodes in call order,
+    :attr:`outputs` maps layer names to the tensor where relevance is captured (the last call
+    wins), :attr:`activations` to their activation (a tensor or a node that recomputes it),
+    :attr:`order` lists module and op names in call order and :attr:`layers` the capturable ones.
     """
 
     def __init__(
         self,
+        model: nn.Module,
         modules: dict[str, nn.Module],
         ruleset: RuleSet,
         merge_bn: bool,
+        capture_types: tuple[type, ...],
     ) -> None:
+        from .opmode import OpHandler
+        from .opnodes import Ledger
+
+        self.model = model
         self.modules = modules
         self.ruleset = ruleset
         self.merge_bn = merge_bn
+        self.capture_types = capture_types
         self.nodes: list[Node] = []
         self.outputs: dict[str, Tensor] = {}
+        self.activations: dict[str, Any] = {}
         self.order: list[str] = []
+        self.layers: list[str] = []
+        self.op_names: list[str] = []  # every op call on input-dependent tensors, in order
+        self.ledger = Ledger()
+        self.info: Any = WeakIdKeyDictionary()
+        self.params = {id(p): (n.rpartition(".")[0], p) for n, p in model.named_parameters()}
+        self.saved: dict[int, list[Any]] = {}  # storage -> nodes holding an input from it
+        self.stack: list[str] = []
+        self.rule_depth = 0
+        self.paused = 0
+        self.first_seen = False
         self._inputs: dict[str, list[Tensor]] = {}
-        self._producer: dict[int, Node] = {}
         self._handles: list[Any] = []
-        self._first_seen = False
+        self._mode = _Mode(OpHandler(self))
+        self._mode_on = False
 
     def __enter__(self) -> ForwardRecorder:
         try:
-            for name, module in self.modules.items():
-                self._handles.append(module.register_forward_pre_hook(self._pre_hook(name)))
-                self._handles.append(module.register_forward_hook(self._post_hook(name)))
+            for name, module in self.model.named_modules():
+                rule_leaf = name in self.modules
+                self._handles.append(
+                    module.register_forward_pre_hook(self._pre_hook(name, rule_leaf))
+                )
+                self._handles.append(module.register_forward_hook(self._post_hook(name, rule_leaf)))
+            self._mode.__enter__()
+            self._mode_on = True
         except BaseException:
             self._remove()
             raise
@@ -125,72 +194,138 @@ class ForwardRecorder:
         self._remove()
 
     def _remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-        self._producer.clear()
+        try:
+            if self._mode_on:
+                self._mode_on = False
+                self._mode.__exit__(None, None, None)
+        finally:
+            for handle in self._handles:
+                handle.remove()
+            self._handles.clear()
 
-    def _pre_hook(self, name: str):
+    def tag(self, value: Any, producer: Any = None, gate: bool = False) -> None:
+        """Mark the floating-point tensors in ``value`` as input-dependent."""
+        if isinstance(value, Tensor):
+            if value.is_floating_point():
+                self.info[value] = Info(producer, gate)
+        elif isinstance(value, (tuple, list)):
+            for v in value:
+                self.tag(v, None, gate)
+
+    def keep(self, node: Any, value: Tensor) -> None:
+        """Register that ``node`` holds ``value`` (an input its rule reads in the backward pass)."""
+        self.saved.setdefault(value.untyped_storage().data_ptr(), []).append(node)
+
+    def protect(self, target: Tensor) -> None:
+        """Before ``target`` is overwritten in place: nodes holding its data take a copy."""
+        for node in self.saved.pop(target.untyped_storage().data_ptr(), []):
+            node.protect()
+
+    def add_layer(self, name: str, handle: Tensor, activation: Any) -> None:
+        """Record a capturable layer: relevance is captured at ``handle``."""
+        self.order.append(name)
+        self.layers.append(name)
+        self.outputs[name] = handle
+        self.activations[name] = activation
+
+    def _pre_hook(self, name: str, rule_leaf: bool):
         def hook(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-            if len(args) != 1 or not isinstance(args[0], Tensor):
-                raise UnsupportedLayerError(
-                    f"module {name!r} ({type(module).__name__}) was called with "
-                    f"{len(args)} positional inputs; relevance rules need exactly one tensor. "
-                    "Wrap the call so the module takes one tensor."
-                )
-            self._inputs.setdefault(name, []).append(args[0])
-            if not getattr(module, "inplace", False):
+            self.stack.append(name)
+            if not rule_leaf:
                 return None
-            if isinstance(self.ruleset.rule_for(name, module), Pass):
-                # runs in place on a graph-free alias: the data changes as in the plain model, the
-                # relevance graph does not (no masking by the activation's own backward)
-                return (args[0].detach(),)
-            return (args[0].clone(),)
+            self.rule_depth += 1
+            self.paused += 1
+            try:
+                return self._rule_pre_hook(name, module, args)
+            finally:
+                self.paused -= 1
 
         return hook
 
-    def _post_hook(self, name: str):
-        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> Tensor:
-            inp = self._inputs[name].pop()
-            if not isinstance(output, Tensor):
-                raise UnsupportedLayerError(
-                    f"module {name!r} ({type(module).__name__}) returned "
-                    f"{type(output).__name__}, not a tensor; map it to a supported layer."
-                )
-            self.order.append(name)
-            is_first = isinstance(module, LINEAR_TYPES) and not self._first_seen
-            if isinstance(module, LINEAR_TYPES):
-                self._first_seen = True
-            rule = self.ruleset.rule_for(name, module, is_first)
-            if rule is None:
-                raise UnsupportedLayerError(no_rule_message(name, module))
-            if isinstance(rule, Gradient):
-                self.outputs[name] = output
-                return output
-            if isinstance(module, BATCH_NORMS) and self.merge_bn:
-                rule = self._try_merge(module, inp, output, rule)
-            if isinstance(rule, LinearRule) and not isinstance(module, LINEAR_TYPES):
-                raise UnsupportedLayerError(
-                    f"rule {type(rule).__name__} needs a Conv/Linear layer, but module {name!r} "
-                    f"is {type(module).__name__}; map it to Pass(), Norm() or Gradient()."
-                )
-            node = Node(name, module, rule, inp, output.detach())
-            wrapped = _RelevanceFn.apply(inp, node)
-            self.nodes.append(node)
-            self._producer[id(wrapped)] = node
-            self.outputs[name] = wrapped
-            return wrapped
+    def _post_hook(self, name: str, rule_leaf: bool):
+        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
+            self.stack.pop()
+            if not rule_leaf:
+                return None
+            self.rule_depth -= 1
+            self.paused += 1
+            try:
+                return self._rule_post_hook(name, module, output)
+            finally:
+                self.paused -= 1
 
         return hook
+
+    def _rule_pre_hook(self, name: str, module: nn.Module, args: tuple[Any, ...]) -> Any:
+        if len(args) != 1 or not isinstance(args[0], Tensor):
+            raise UnsupportedLayerError(
+                f"module {name!r} ({type(module).__name__}) was called with "
+                f"{len(args)} positional inputs; relevance rules need exactly one tensor. "
+                "Wrap the call so the module takes one tensor."
+            )
+        self._inputs.setdefault(name, []).append(args[0])
+        if not getattr(module, "inplace", False):
+            return None
+        self.protect(args[0])
+        if isinstance(self.ruleset.rule_for(name, module), Pass):
+            # runs in place on a graph-free alias: the data changes as in the plain model, the
+            # relevance graph does not (no masking by the activation's own backward)
+            return (args[0].detach(),)
+        return (args[0].clone(),)
+
+    def _rule_post_hook(self, name: str, module: nn.Module, output: Any) -> Tensor:
+        inp = self._inputs[name].pop()
+        if not isinstance(output, Tensor):
+            raise UnsupportedLayerError(
+                f"module {name!r} ({type(module).__name__}) returned "
+                f"{type(output).__name__}, not a tensor; map it to a supported layer."
+            )
+        self.order.append(name)
+        is_first = isinstance(module, LINEAR_TYPES) and not self.first_seen
+        if isinstance(module, LINEAR_TYPES):
+            self.first_seen = True
+        rule = self.ruleset.rule_for(name, module, is_first)
+        if rule is None:
+            raise UnsupportedLayerError(no_rule_message(name, module))
+        gate = isinstance(module, GATE_MODULES)
+        if isinstance(rule, Gradient):
+            return self._publish(name, module, output, output.detach(), None, gate)
+        if isinstance(module, BATCH_NORMS) and self.merge_bn:
+            rule = self._try_merge(module, inp, output, rule)
+        if isinstance(rule, LinearRule) and not isinstance(module, LINEAR_TYPES):
+            raise UnsupportedLayerError(
+                f"rule {type(rule).__name__} needs a Conv/Linear layer, but module {name!r} "
+                f"is {type(module).__name__}; map it to Pass(), Norm() or Gradient()."
+            )
+        node = Node(name, module, rule, inp, output.detach())
+        node.ledger = self.ledger
+        self.keep(node, node.a)
+        wrapped = _RelevanceFn.apply(inp, node)
+        self.nodes.append(node)
+        return self._publish(name, module, wrapped, node, node, gate)
+
+    def _publish(
+        self, name: str, module: nn.Module, handle: Tensor, act: Any, node: Any, gate: bool
+    ) -> Tensor:
+        """The tensor the model gets from a rule module; capturable layers get an alias."""
+        if not isinstance(module, self.capture_types):
+            self.tag(handle, node, gate)
+            return handle
+        self.layers.append(name)
+        self.outputs[name] = handle
+        self.activations[name] = act
+        alias = Alias.apply(handle)
+        self.tag(alias, node, gate)
+        return alias
 
     def _try_merge(self, bn: nn.Module, inp: Tensor, output: Tensor, rule: Rule) -> Rule:
-        producer = self._producer.get(id(inp))
-        if producer is None or producer.bn is not None:
+        info = self.info.get(inp)
+        producer = None if info is None else info.producer
+        if not isinstance(producer, Node) or producer.bn is not None:
             return rule
-        if not isinstance(producer.module, LINEAR_TYPES):
+        if not isinstance(producer.rule, LinearRule):
             return rule
-        weight, bias = producer.module.weight, producer.module.bias
-        merged = merge_batchnorm(weight, bias, bn)
+        merged = merge_batchnorm(*producer.layer_weights(), bn)
         if merged is None:
             return rule
         producer.bn = bn
@@ -200,10 +335,22 @@ class ForwardRecorder:
         return Pass()
 
 
+class _Mode(TorchFunctionMode):
+    """Hands every torch call of the recorded forward pass to the op handler."""
+
+    def __init__(self, handler: Any) -> None:
+        super().__init__()
+        self.handler = handler
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        return self.handler(func, args, kwargs or {})
+
+
 def no_rule_message(name: str, module: nn.Module) -> str:
     kind = type(module).__name__
     return (
-        f"no relevance rule for module {name!r} ({kind}). Map a rule to it, e.g. "
-        f"rules={{{name!r}: Pass()}} for an element-wise layer or {{torch.nn.{kind}: Epsilon()}} "
-        "for a linear one (rules from clrp_widgets.engine.rules), or replace the layer."
+        f"no relevance rule for module {name!r} ({kind}). A rules mapping replaces the preset, "
+        f"so give this layer a rule there, e.g. rules={{..., {name!r}: ZPlus()}}, or keep the "
+        f"preset and extend it: overrides={{{name!r}: ZPlus()}} (rules from "
+        "clrp_widgets.engine.rules)."
     )

@@ -3,7 +3,8 @@
 Building a :class:`~clrp_widgets.engine.core.RelevanceEngine` means checking every layer and, on
 the first forward pass, computing every modified weight (W+, W-, BatchNorm-merged ...): on VGG16
 that is most of a gradient's cost again. The memo keeps one engine per model and configuration
-(rules, input bounds, canonizers), so a loop of ``cw.clrp`` calls costs what a kept engine costs.
+(rules, input bounds, canonizers, overrides), so a loop of ``cw.clrp`` calls costs what a kept
+engine costs.
 
 - Weak: the registry holds models weakly and a memo engine holds its model weakly too, so the
   memo never keeps a model (or its engines' modified weights) alive.
@@ -53,10 +54,12 @@ def _config_key(
     rules: str | Mapping[Any, Rule],
     input_bounds: tuple[Bound, Bound] | None,
     canonizers: str | Sequence[str] | None,
+    overrides: Mapping[Any, Rule] | None,
 ) -> Hashable | None:
     """A hashable key of the configuration, or None if it has none (then no memo is used)."""
     try:
         rules_key: Hashable = rules if isinstance(rules, str) else tuple(rules.items())
+        overrides_key: Hashable = None if overrides is None else tuple(overrides.items())
         bounds_key: Hashable = None
         if input_bounds is not None:
             tensors = [torch.as_tensor(b, dtype=torch.float64) for b in input_bounds]
@@ -64,7 +67,7 @@ def _config_key(
         canon_key: Hashable = (
             canonizers if canonizers is None or isinstance(canonizers, str) else tuple(canonizers)
         )
-        key = (rules_key, bounds_key, canon_key)
+        key = (rules_key, bounds_key, canon_key, overrides_key)
         hash(key)
     except (TypeError, ValueError, RuntimeError, AttributeError):
         return None
@@ -76,20 +79,25 @@ def memo_engine(
     rules: str | Mapping[Any, Rule],
     input_bounds: tuple[Bound, Bound] | None,
     canonizers: str | Sequence[str] | None,
+    overrides: Mapping[Any, Rule] | None = None,
 ) -> RelevanceEngine:
     """The memo's one-shot engine for ``model`` and this configuration (built on first use).
 
     A model without submodules (its engine would refer to it through its own leaves) and a
     configuration that is not hashable (e.g. custom unhashable rules) get a fresh engine.
     """
-    key = _config_key(rules, input_bounds, canonizers)
+    key = _config_key(rules, input_bounds, canonizers, overrides)
     if key is None or not isinstance(model, nn.Module) or not any(model.children()):
-        return RelevanceEngine(model, rules, input_bounds, canonizers, keep_denominators=False)
+        return RelevanceEngine(
+            model, rules, input_bounds, canonizers, keep_denominators=False, overrides=overrides
+        )
     with _REGISTRY_LOCK:
         engines = _ENGINES.setdefault(model, {})
         engine = engines.get(key)
     if engine is None:
-        engine = _WeakModelEngine(model, rules, input_bounds, canonizers, keep_denominators=False)
+        engine = _WeakModelEngine(
+            model, rules, input_bounds, canonizers, keep_denominators=False, overrides=overrides
+        )
         with _REGISTRY_LOCK:
             engine = engines.setdefault(key, engine)
     return engine

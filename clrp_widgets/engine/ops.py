@@ -49,6 +49,28 @@ class LinearOp:
         self.padding = _numeric_padding(module, name)
         self.conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[self.dims]
 
+    @classmethod
+    def from_call(
+        cls, kind: str, weight: torch.Tensor, bound: dict[str, Any], name: str
+    ) -> LinearOp:
+        """The operator of a functional ``conv1d/2d/3d`` or ``linear`` call (bound arguments)."""
+        op = cls.__new__(cls)
+        op.is_conv = kind != "linear"
+        if not op.is_conv:
+            return op
+        op.dims = weight.ndim - 2
+        op.stride = _tuple(bound.get("stride", 1), op.dims)
+        op.dilation = _tuple(bound.get("dilation", 1), op.dims)
+        op.groups = int(bound.get("groups", 1))
+        padding = bound.get("padding", 0)
+        shim = type("Conv", (), {})()
+        shim.padding = padding if isinstance(padding, str) else _tuple(padding, op.dims)
+        shim.kernel_size = tuple(weight.shape[2:])
+        shim.dilation = op.dilation
+        op.padding = _numeric_padding(shim, name)
+        op.conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[op.dims]
+        return op
+
     def forward(
         self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -93,3 +115,10 @@ def _numeric_padding(module: Any, name: str) -> tuple[int, ...]:
             )
         return tuple(t // 2 for t in total)
     return tuple(padding)
+
+
+def _tuple(value: Any, dims: int) -> tuple[int, ...]:
+    if isinstance(value, int):
+        return (value,) * dims
+    values = tuple(int(v) for v in value)
+    return values * dims if len(values) == 1 else values

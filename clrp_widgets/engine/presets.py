@@ -28,13 +28,15 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import nn
 
 from .errors import ConfigError, InputError
 from .ops import CONV_TYPES, LINEAR_TYPES
+from .optable import op_name
 from .rules import (
     AlphaBeta,
     Epsilon,
@@ -119,6 +121,17 @@ class RuleSet:
     first_types: tuple[type, ...] = LINEAR_TYPES
     label: str = "custom"
     sum_eps: float = 1e-6
+    by_op: dict[str, Rule] = field(default_factory=dict)
+    conservative: bool = False
+
+    def rule_for_type(self, cls: type, is_first: bool = False) -> Rule | None:
+        """The rule a module of class ``cls`` would get (for op-level Conv/Linear calls)."""
+        if is_first and self.first is not None and issubclass(cls, self.first_types):
+            return self.first
+        for types, rule in self.by_type:
+            if issubclass(cls, types):
+                return rule
+        return None
 
     def rule_for(self, name: str, module: nn.Module, is_first: bool = False) -> Rule | None:
         """The rule for ``module`` (None when no rule is known)."""
@@ -190,6 +203,7 @@ def resolve_rules(
             first=ZBox(low, high, eps=1e-9),
             label=rules,
             sum_eps=1e-9,
+            conservative=True,
         )
     eps_lin = Epsilon(eps=1e-6)
     conv_rule: Rule = {
@@ -235,3 +249,43 @@ def _custom(mapping: Mapping[type | str, Rule]) -> RuleSet:
                 "{'features.0': ZBox(0, 1), torch.nn.Conv2d: ZPlus()}."
             )
     return RuleSet(by_name=by_name, by_type=[*by_type, *_base(1e-6, False)])
+
+
+def apply_overrides(ruleset: RuleSet, overrides: Mapping[Any, Rule] | None) -> RuleSet:
+    """``ruleset`` extended by ``overrides`` ``{module path, op node name, layer type or torch
+    function: Rule}``; the overrides win over the preset's rules. A conservative preset stays
+    guarded: an override that leaks relevance is reported by the conservation guard."""
+    if not overrides:
+        return ruleset
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(
+            f"overrides must be a mapping {{name, layer type or torch function: Rule}}, got "
+            f"{type(overrides).__name__}; e.g. overrides={{'layer1.0:add': Norm()}}."
+        )
+    by_name, by_type, by_op = dict(ruleset.by_name), [], dict(ruleset.by_op)
+    for key, rule in overrides.items():
+        if not isinstance(rule, Rule):
+            raise ConfigError(
+                f"overrides[{key!r}] is {rule!r}, not a Rule; use e.g. Pass(), Norm() or "
+                "Epsilon(0.25) from clrp_widgets.engine.rules."
+            )
+        if isinstance(key, str):
+            by_name[key] = rule
+        elif isinstance(key, type) or (
+            isinstance(key, tuple) and all(isinstance(k, type) for k in key)
+        ):
+            by_type.append((key, rule))
+        elif callable(key):
+            by_op[op_name(key)[0]] = rule
+        else:
+            raise ConfigError(
+                f"overrides key {key!r} is neither a module path, an op node name, a layer type "
+                "nor a torch function; use e.g. {'features.3': Pass(), torch.nn.Conv2d: ZPlus(), "
+                "torch.erf: Pass()}."
+            )
+    return replace(
+        ruleset,
+        by_name=by_name,
+        by_type=[*by_type, *ruleset.by_type],
+        by_op=by_op,
+    )

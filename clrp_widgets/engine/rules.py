@@ -47,6 +47,14 @@ class Gradient(Rule):
 
 
 @dataclass(frozen=True)
+class Gate(Rule):
+    """Element-wise product ``a * b`` (op level): operand ``gate`` is a gate, held constant, and all
+    relevance goes to the other operand (squeeze-excitation, attention-style gating)."""
+
+    gate: int = 1
+
+
+@dataclass(frozen=True)
 class Norm(Rule):
     """The z rule for parameter-free linear layers (average pooling, residual sums).
 

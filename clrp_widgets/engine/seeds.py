@@ -52,6 +52,11 @@ class Seed:
             virtual = own - (other.virtual if other.virtual is not None else zero)
         return Seed(self.real - other.real, virtual)
 
+    def scale(self) -> Tensor:
+        """Absolute seed sum per sample, shape (N,): the size of what is explained."""
+        total = self.real.abs().sum(dim=1)
+        return total if self.virtual is None else total + self.virtual.abs()
+
     def total(self) -> Tensor:
         """Seed sum per sample, shape (N,)."""
         total = self.real.sum(dim=1)

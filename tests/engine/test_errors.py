@@ -171,27 +171,33 @@ def test_default_bounds_warn_about_input_outside_them(model):
         assert cw.lrp(model, make_input(1), 0).shape == (1, 3, 16, 16)
 
 
-class Doubler(nn.Module):
+class Erf(nn.Module):
     def forward(self, x):
-        return 2 * x
+        return torch.erf(x) * 2  # erf has no relevance rule; the product with 2 passes
 
 
-def test_unsupported_layer_names_path_and_fix():
+def test_unsupported_op_names_op_path_and_advice_that_works():
     model = nn.Sequential(
         OrderedDict(
             conv=nn.Conv2d(3, 4, 3),
-            block=nn.Sequential(OrderedDict(act=Doubler())),
+            block=nn.Sequential(OrderedDict(act=Erf())),
             flat=nn.Flatten(),
             fc=nn.LazyLinear(2),
         )
     )
     model(torch.rand(1, 3, 6, 6))
     model.eval()
-    with raises(UnsupportedLayerError, "'block.act'", "Doubler", "rules={'block.act': Pass()}"):
-        RelevanceEngine(model, input_bounds=B)
-    rules = {"block.act": Pass(), nn.Conv2d: ZPlus(), nn.Linear: ZPlus()}
-    engine = RelevanceEngine(model, rules=rules)
-    assert engine.run(torch.rand(1, 3, 6, 6), 1, "lrp").input.shape == (1, 1, 3, 6, 6)
+    x = torch.rand(1, 3, 6, 6)
+    engine = RelevanceEngine(model, input_bounds=B)  # refused when the op is met, not before
+    words = ("'erf'", "'block.act'", "overrides={'block.act:erf': Pass()}", "torch.erf")
+    with raises(UnsupportedLayerError, *words):
+        engine.run(x, 1, "lrp")
+    for overrides in ({"block.act:erf": Pass()}, {torch.erf: Pass()}):
+        out = RelevanceEngine(model, input_bounds=B, overrides=overrides).run(x, 1, "lrp")
+        torch.testing.assert_close(out.input.sum(), out.seed_sums.sum())
+    with raises(UnsupportedLayerError, "'erf'"):  # a rules mapping still replaces the preset
+        rules = {nn.Conv2d: ZPlus(), nn.Linear: ZPlus()}
+        RelevanceEngine(model, rules=rules).run(x, 1, "lrp")
 
 
 def test_custom_mapping_without_linear_rule_is_unsupported():

@@ -1,0 +1,188 @@
+"""Op-level rule nodes: one call of a tensor operation whose backward is a relevance rule.
+
+An :class:`OpNode` holds what its rule needs (the input-dependent operands, ``signals``) and is
+put into the autograd graph by :class:`OpFn`, whose forward returns the operation's result and
+whose backward gives the relevance of each signal operand:
+
+- :class:`~.rules.Pass`: all relevance to the one signal (summed over broadcast dimensions);
+- :class:`~.rules.Gate`: all relevance to the operand that is not the gate;
+- :class:`~.rules.Norm`: the z rule ``R_i = a_i (df/da_i)^T (R / f(a))`` over every signal, for a
+  parameter-free linear ``f`` (sums, differences, average pooling, ``mean``); for ``a + b`` this
+  is the proportional split ``a / (a + b)``, ``b / (a + b)``.
+
+:class:`Ledger` records, per node and backward pass, the relevance entering a node and the
+relevance it hands down, for the conservation guard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .rules import Gate, Norm, Pass, Rule, stabilize
+
+
+class Ledger:
+    """Per-sample relevance sums entering and leaving each node during one backward pass."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.records: list[tuple[str, Tensor, Tensor]] = []
+
+    def record(self, name: str, R: Tensor, rels: tuple[Tensor | None, ...]) -> None:
+        if not self.active or R.ndim == 0:
+            return
+        with torch.no_grad():
+            n = R.shape[0]
+            total_out = R.reshape(n, -1).sum(1)
+            total_in = torch.zeros_like(total_out)
+            for r in rels:
+                if r is None:
+                    continue
+                if r.ndim == 0 or r.shape[0] != n:
+                    return  # not per sample (e.g. a broadcast operand): no local check
+                total_in = total_in + r.reshape(n, -1).sum(1)
+        self.records.append((name, total_out, total_in))
+
+
+class Call:
+    """An operation with its operands fixed except the signal ones: ``call(*signals)``."""
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        keys: list[tuple[Any, ...]],
+        inplace: bool,
+    ) -> None:
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+        self.keys = keys
+        self.inplace = inplace
+
+    def __call__(self, *signals: Tensor) -> Tensor:
+        args = list(self.args)
+        kwargs = dict(self.kwargs)
+        for key, value in zip(self.keys, signals, strict=True):
+            if key[0] == "kw":
+                kwargs[key[1]] = value
+            elif len(key) == 1:
+                args[key[0]] = value
+            else:
+                seq = list(args[key[0]])
+                seq[key[1]] = value
+                args[key[0]] = type(args[key[0]])(seq) if isinstance(args[key[0]], tuple) else seq
+        if self.inplace:  # work on a copy of the target: the model's tensors stay as they are
+            args[0] = args[0].clone()
+        return self.func(*args, **kwargs)
+
+
+class OpNode:
+    """One call of an operation with an op-level rule."""
+
+    def __init__(
+        self,
+        name: str,
+        rule: Rule,
+        call: Call,
+        signals: list[Tensor],
+        out: Tensor,
+        ledger: Ledger,
+        layer: bool,
+    ) -> None:
+        self.name = name
+        self.rule = rule
+        self.call = call
+        self.signals = signals  # detached operand values (copies where the op overwrote them)
+        self.shapes = [s.shape for s in signals]
+        self.versions = [s._version for s in signals]
+        self.out = out  # detached result
+        self.out_version = out._version
+        self.ledger = ledger
+        self.layer = layer
+        self.state: dict[str, Any] = {}  # for the engine's denominator bookkeeping
+        self.keep_state = True
+
+    def relevances(self, R: Tensor) -> tuple[Tensor | None, ...]:
+        """Relevance of each signal operand for relevance ``R`` at the output."""
+        rule = self.rule
+        if isinstance(rule, Pass):
+            return (R.sum_to_size(self.shapes[0]),)
+        if isinstance(rule, Gate):
+            return tuple(
+                None if i == rule.gate else R.sum_to_size(shape)
+                for i, shape in enumerate(self.shapes)
+            )
+        assert isinstance(rule, Norm)
+        rels = self._z_rule(rule, R)
+        self.ledger.record(self.name, R, rels)
+        return rels
+
+    def _z_rule(self, rule: Norm, R: Tensor) -> tuple[Tensor | None, ...]:
+        values = self._intact_signals()
+        if rule.pass_identity and len(values) == 1 and values[0].shape == R.shape:
+            return (R,)
+        with torch.enable_grad():
+            leaves = [v.detach().requires_grad_(True) for v in values]
+            z = self.call(*leaves)
+            s = R / stabilize(z.detach(), rule.eps)
+            grads = torch.autograd.grad(z, leaves, s, allow_unused=True)
+        return tuple(
+            torch.zeros_like(v) if g is None else v * g for v, g in zip(values, grads, strict=True)
+        )
+
+    def _intact_signals(self) -> list[Tensor]:
+        if any(s._version != v for s, v in zip(self.signals, self.versions, strict=True)):
+            raise RuntimeError(
+                f"an operand of {self.name!r} was overwritten in place after the call, so its "
+                "relevance rule cannot be evaluated; write that operation out of place."
+            )
+        return self.signals
+
+    def protect(self) -> None:
+        """Copy the operands before the model overwrites one in place (the rule reads them)."""
+        for i, (s, v) in enumerate(zip(self.signals, self.versions, strict=True)):
+            if s._version == v:
+                self.signals[i] = s.clone()
+                self.versions[i] = self.signals[i]._version
+
+    def output(self) -> Tensor:
+        """The operation's result, recomputed if the model overwrote it in place later."""
+        if self.out._version == self.out_version:
+            return self.out
+        with torch.no_grad():
+            return self.call(*self._intact_signals()).detach()
+
+
+class OpFn(torch.autograd.Function):
+    """The op's result in the forward pass; the node's rule in the backward pass."""
+
+    @staticmethod
+    def forward(ctx: Any, node: OpNode, *signals: Tensor) -> Tensor:
+        ctx.node = node
+        return node.out.detach()
+
+    @staticmethod
+    def backward(ctx: Any, R: Tensor) -> tuple[Tensor | None, ...]:
+        return (None, *ctx.node.relevances(R))
+
+
+class Alias(torch.autograd.Function):
+    """Identity with a separate output tensor: what the model receives from a layer.
+
+    The layer's own output (where relevance is captured) stays out of the model's reach, so an
+    in-place operation of the model on the alias (``out += identity``) cannot rebase it.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        return x.detach()
+
+    @staticmethod
+    def backward(ctx: Any, R: Tensor) -> Tensor:
+        return R
