@@ -106,9 +106,9 @@ def test_neuron_bars_group_kinds_and_map_clicks_to_channels():
     assert np.asarray(chart.bars.y).shape == (3, 3)
     assert list(chart.bars.labels) == ["target", "dual", "contrast"]
     picked = []
-    chart.on_click(picked.append)
+    chart.on_click(lambda channel, layer: picked.append((channel, layer)))
     bar_click(chart.bars, 2)
-    assert picked == [4]
+    assert picked == [(4, None)]
     chart.select([4, 7])
     assert sorted(chart.bars.selected) == [0, 2]
 
