@@ -15,6 +15,13 @@ from clrp_widgets.export.assets import WIDGET_STATE_MIME
 from clrp_widgets.export.exporter import ClrpHTMLExporter
 
 WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
+# Run after the notebook's cells: Explorers compute in the background, so the saved widget state
+# is consistent only once they are idle (a no-op when the notebook made none).
+WAIT_FOR_EXPLORERS = (
+    "import sys as _sys\n"
+    "if 'clrp_widgets.widgets.explorer' in _sys.modules:\n"
+    "    _sys.modules['clrp_widgets.widgets.explorer'].wait_for_explorers()"
+)
 
 
 class NotebookExecutionError(CLRPError, RuntimeError):
@@ -47,6 +54,7 @@ def execute_notebook(
     NotebookExecutionError
         Naming the failing cell (its index and first line) and the error it raised.
     """
+    nb.cells.append(nbformat.v4.new_code_cell(WAIT_FOR_EXPLORERS))
     client = NotebookClient(
         nb,
         timeout=timeout,
@@ -57,6 +65,7 @@ def execute_notebook(
     try:
         client.execute()
     except CellExecutionError as err:
+        nb.cells.pop()
         found = _failing_cell(nb)
         where = "a cell"
         if found is not None:
@@ -69,6 +78,7 @@ def execute_notebook(
             "cell (run the notebook in Jupyter to see the full traceback), or export the "
             "notebook as saved with --no-execute."
         ) from err
+    nb.cells.pop()  # the waiting cell: its widget messages are in the saved state
     return nb
 
 

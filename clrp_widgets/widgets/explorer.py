@@ -86,10 +86,21 @@ _VIEW_TRAITS = [
 _LIVE: weakref.WeakSet[Explorer] = weakref.WeakSet()
 
 
-def wait_for_explorers(timeout: float = 600.0) -> None:
-    """Block until every Explorer of this kernel is idle (used by the HTML exporter)."""
+def wait_for_explorers(timeout: float = 600.0, resend: bool = True) -> None:
+    """Block until every Explorer of this kernel is idle (used by the HTML exporter).
+
+    With ``resend``, every widget of the kernel then sends its whole state once more, so a
+    front end that missed updates sent between two cells (nbclient keeps only the messages of
+    the running cell) ends up with the finished views.
+    """
     for explorer in list(_LIVE):
         explorer._runner.wait(timeout)
+    if resend:
+        from ipywidgets.widgets.widget import _instances
+
+        for widget in list(_instances.values()):
+            if widget.comm is not None:
+                widget.send_state()
 
 
 def _int(value: Any) -> int | None:
@@ -582,6 +593,8 @@ class Explorer(w.VBox):
         else:
             self.stage = ""
             self.progress.value = 0.0
+            if self.heatmap.state.get("stage"):
+                self.heatmap.state = {**self.heatmap.state, "stage": ""}
             if not self.error and self.status.value == "computing…":
                 self.status.value = ""
 
