@@ -465,6 +465,7 @@ class Explorer(w.VBox):
         self.png_button.on_click(lambda _: self._export(self.save_png, ".png"))
 
         self.gallery = GalleryStrip(lambda i: png_thumbnail(self._display(i)))
+        self.gallery.set_images(self.images.labels, self.image)
         self.gallery.on_select(lambda i: self._picked("image", i))
         self.upload = w.FileUpload(accept="image/*", multiple=False, description="explain my image")
         self.upload.observe(self._uploaded, names="value")
