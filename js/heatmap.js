@@ -294,8 +294,17 @@ function render({ model, el }) {
     neurons.replaceChildren();
     root.dataset.pixelNeurons = String(items.length);
     const head = model.get("neuron_list_title");
-    neurons.classList.toggle("clrp-neurons-reserved", !!model.get("pixel_clicks"));
-    if (!head && items.length === 0) return;
+    const reserve = !!model.get("pixel_clicks");
+    neurons.classList.toggle("clrp-neurons-reserved", reserve);
+    if (!head && items.length === 0) {
+      if (reserve) {
+        const hint = snapshot
+          ? "pixel lists need the notebook running (this page is a snapshot)"
+          : "click a pixel (or focus the map: arrow keys, then Enter) to list the channels with the most relevance there";
+        neurons.append(h("div", { class: "clrp-neurons-hint" }, hint));
+      }
+      return;
+    }
     neurons.append(h("div", { class: "clrp-neurons-title" }, head));
     const list = h("ol", {});
     for (const item of items) {
@@ -391,8 +400,9 @@ function render({ model, el }) {
   if (snapshot) {
     root.classList.add("clrp-snapshot");
     if (model.get("show_toolbar")) {
-      root.prepend(snapshotBanner());
-      cleanups.push(disableKernelControls(el));
+      const banner = snapshotBanner();
+      root.prepend(banner); // moved to the top of its Explorer, when it is in one
+      cleanups.push(disableKernelControls(el, banner));
     }
     const snap = model.get("snapshot") || {};
     if ((snap.channels || []).length) {

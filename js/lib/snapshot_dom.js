@@ -42,7 +42,7 @@ function disableIn(explorer) {
  * clicks on bqplot bars: top-5 clicks are swallowed, neuron-bar clicks become PICK events.
  * (bqplot would otherwise try to sync its selection and throw "no comm channel".)
  */
-export function disableKernelControls(el) {
+export function disableKernelControls(el, banner) {
   const onClick = (e) => {
     const explorer = explorerOf(e.target);
     if (!explorer || explorer !== explorerOf(el)) return;
@@ -63,6 +63,7 @@ export function disableKernelControls(el) {
   let tries = 0;
   const timer = setInterval(() => {
     const explorer = explorerOf(el);
+    if (explorer && banner.parentElement !== explorer) explorer.prepend(banner); // full width, on top
     if (explorer) disableIn(explorer);
     if (++tries > 40) clearInterval(timer);
   }, 250);
@@ -70,6 +71,20 @@ export function disableKernelControls(el) {
     clearInterval(timer);
     window.removeEventListener("click", onClick, true);
   };
+}
+
+/** Outline the neuron bars of the selected channels (bqplot cannot sync its own selection here). */
+export function markBars(el, barChannels, channels) {
+  const bars = explorerOf(el)?.querySelector(".clrp-neuron-bars");
+  if (!bars) return;
+  bars.querySelectorAll(".bargroup").forEach((group, i) => {
+    const on = channels.includes(barChannels[i]);
+    for (const rect of group.querySelectorAll("rect.bar")) {
+      rect.style.stroke = on ? "currentColor" : "none";
+      rect.style.strokeWidth = on ? "2px" : "0";
+    }
+    group.classList.toggle("clrp-snapshot-selected", on);
+  });
 }
 
 /**
@@ -125,6 +140,7 @@ export function snapshotNeurons(el, model, show) {
     }
     channels = toggleChannel(channels, channel);
     show(view());
+    markBars(el, snap.bar_channels || [], channels);
     el.dispatchEvent(new CustomEvent(PICKED, { bubbles: true, detail: { channels } }));
   };
   document.addEventListener(PICK, onPick);
