@@ -56,7 +56,7 @@ from clrp_widgets.widgets.maps import (
     top_channels,
 )
 from clrp_widgets.widgets.runner import Job, LatestRunner
-from clrp_widgets.widgets.session import LRP_CONTRASTS, ExplainSession, View
+from clrp_widgets.widgets.session import LRP_CONTRASTS, ExplainSession, View, stoppable
 from clrp_widgets.widgets.sources import (
     as_input,
     default_layer,
@@ -737,6 +737,11 @@ class Explorer(w.VBox):
         return resolved
 
     def _render(self, view: View, job: Job) -> None:
+        """Compute what ``view`` needs, stopping part-way as soon as a newer request arrives."""
+        with stoppable(lambda: not job.current()):
+            self._compute(view, job)
+
+    def _compute(self, view: View, job: Job) -> None:
         """Compute what ``view`` needs (cached parts are free), publishing each part if current."""
         s = self.session
         view = self._prepare(view, job)

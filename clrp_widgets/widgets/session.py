@@ -3,8 +3,10 @@
 The Explainer's engine caches the forward pass per input, so a new target, contrast or channel
 costs one backward pass; this session caches what the widgets show on top of that (result trees,
 decision maps, conditional and neuron maps), so a view that was seen before costs nothing.
-Conditional maps of many channels are computed in small chunks, so a newer request can stop
-them between chunks (``stop``).
+Any computation can be stopped part-way: inside ``stoppable(stop)``, every torch operation of
+the calling thread first asks ``stop()`` and raises :class:`Stopped` when it says so (the engine
+leaves the model and its caches as they were after an error, and this session caches only
+finished results). Conditional maps of many channels are also computed in chunks.
 One lock serialises every computation: the engine's hooks must never run in two threads at once
 (the Explorer's worker, and e.g. an export button handled by the kernel's main thread).
 """
@@ -21,11 +23,37 @@ from typing import Any
 import numpy as np
 import torch
 import xarray as xr
+from torch.overrides import TorchFunctionMode
 
 from clrp_widgets.results import node_name
 
 LRP_CONTRASTS = ("lrp", "clrp1", "clrp2", "sglrp", "pairwise")
 BASELINES = ("gradient", "gradient_x_input", "deconvnet", "guided_backprop", "gradcam")
+
+
+class Stopped(Exception):
+    """A newer request took over: the computation was stopped part-way."""
+
+
+class _StopWhen(TorchFunctionMode):
+    """Raise :class:`Stopped` at the next torch operation once ``stop()`` is true.
+
+    Torch function modes are per thread, so only the thread that entered it is affected.
+    """
+
+    def __init__(self, stop: Callable[[], bool]) -> None:
+        super().__init__()
+        self.stop = stop
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        if self.stop():
+            raise Stopped("a newer request took over")
+        return func(*args, **(kwargs or {}))
+
+
+def stoppable(stop: Callable[[], bool]) -> _StopWhen:
+    """Context manager: torch work of this thread raises :class:`Stopped` once ``stop()``."""
+    return _StopWhen(stop)
 
 
 @dataclass(frozen=True)
@@ -92,7 +120,7 @@ class ExplainSession:
     widget displays before a big model is ready). ``xs`` may grow (uploads): append to it.
     """
 
-    CHUNK = 2  # conditional maps per backward pass between two checks for a newer request
+    CHUNK = 4  # conditional maps per backward pass between two checks for a newer request
 
     def __init__(
         self,
