@@ -1,0 +1,190 @@
+"""Explorer latency in a real browser: click -> canvas changed, in JupyterLab + Debian chromium.
+
+Run: ``python bench/widgets.py --browser [--models shapes vgg16] [--clicks 7]``. One JupyterLab
+(temporary dirs, 127.0.0.1) runs a notebook with one Explorer per model (``bench/widgets.py``'s
+models: the shipped "shapes", VGG16 with random weights, both on CPU). Each action is timed in the
+page, from the dispatched click (``performance.now()``) to the moment the watched part shows
+different pixels (the canvases' data URLs differ) or, for a pixel, a different neuron list:
+
+- ``bar``: a neuron bar whose map no thumbnail holds (one backward pass, forward cached);
+- ``thumbnail``: a thumbnail (its map is cached);
+- ``pixel``: a pixel of the main map -> its neuron list;
+- ``target``: a top-5 row -> the new target's main map;
+- ``contrast``: the contrast picker (CLRP1 <-> CLRP2) -> the new main map.
+
+Between clicks the kernel is reset (no channels selected) with an untimed kernel request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "browser"))
+from conftest import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402  (the tests' server recipe)
+
+ACTIONS = ["bar", "thumbnail", "pixel", "target", "contrast"]
+SETUP = """
+import sys
+sys.path.insert(0, {bench!r})
+from widgets import _model
+from clrp_widgets.widgets.explorer import Explorer
+explainer, image, _ = _model({name!r})
+explorer = Explorer(explainer, image)
+explorer.wait(600)
+explorer.add_class("bench")
+explorer
+"""
+KERNEL_IDLE = """() => {
+  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+  return !!k && k.status === "idle";
+}"""
+RUN_IN_KERNEL = """async (code) => {
+  const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+  await k.requestExecute({ code, silent: true }).done;
+}"""
+# One timed action: dispatch the click, resolve when the watched part shows different content.
+TIMED = """async ({ action, i }) => {
+  const ex = document.querySelector(".bench");
+  const q = (s) => ex.querySelector(s);
+  const pixels = (s) => [...ex.querySelectorAll(s + " canvas")].map((c) => c.toDataURL()).join("|");
+  const watch = {
+    bar: () => pixels(".clrp-neuron-view .clrp-panels"),
+    thumbnail: () => pixels(".clrp-neuron-view .clrp-panels"),
+    pixel: () => q(".clrp-main-map .clrp-neurons").textContent,
+    target: () => pixels(".clrp-main-map .clrp-panels"),
+    contrast: () => pixels(".clrp-main-map .clrp-panels"),
+  }[action];
+  const click = (el) => el.dispatchEvent(new MouseEvent("click", { bubbles: true }));
+  const before = watch();
+  const t0 = performance.now();
+  if (action === "bar") {
+    click(ex.querySelectorAll(".clrp-neuron-bars .bargroup")[12 + i].querySelector("rect.bar"));
+  } else if (action === "thumbnail") {
+    click(ex.querySelectorAll(".clrp-thumbnails .clrp-thumb")[i % 12]);
+  } else if (action === "pixel") {
+    const wrap = q(".clrp-main-map .clrp-canvas-wrap");
+    const r = wrap.getBoundingClientRect();
+    const f = [0.3, 0.5, 0.7, 0.4, 0.6, 0.35, 0.65][i % 7];
+    wrap.dispatchEvent(new MouseEvent("click", {
+      bubbles: true, clientX: r.left + r.width * f, clientY: r.top + r.height * (1 - f),
+    }));
+  } else if (action === "target") {
+    const n = ex.querySelectorAll(".clrp-top5 .bargroup").length;
+    const rows = ex.querySelectorAll(".clrp-top5 .bargroup");
+    click(rows[(1 + (i % 2)) % n].querySelector("rect.bar"));
+  } else if (action === "contrast") {
+    const sel = [...ex.querySelectorAll("select")].find((s) =>
+      [...s.options].some((o) => o.textContent.startsWith("CLRP2")));
+    const want = [...sel.options].find((o) => o.textContent.startsWith(i % 2 ? "CLRP1" : "CLRP2"));
+    sel.value = want.value;
+    sel.dispatchEvent(new Event("change", { bubbles: true }));
+  }
+  return await new Promise((resolve) => {
+    const check = () => {
+      if (watch() !== before) { done(performance.now() - t0); return true; }
+      if (performance.now() - t0 > 120000) { done(-1); return true; }
+      return false;
+    };
+    const obs = new MutationObserver(check);
+    const timer = setInterval(check, 25);
+    const done = (ms) => { obs.disconnect(); clearInterval(timer); resolve(ms); };
+    obs.observe(ex, { childList: true, subtree: true, characterData: true });
+  });
+}"""
+RESET = {
+    "bar": "explorer.select(channels=[])",
+    "thumbnail": "explorer.select(channels=[])",
+    "pixel": "explorer.wait()",
+    "target": "explorer.wait()",
+    "contrast": "explorer.wait()",
+}
+
+
+def _lab(tmp: Path):
+    env = dict(os.environ)
+    for var in ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTERLAB_WORKSPACES_DIR"):
+        env[var] = str(tmp / var.lower())
+    settings = tmp / "settings"
+    env["JUPYTERLAB_SETTINGS_DIR"] = str(settings)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    news = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True)
+    news.write_text(json.dumps({"fetchNews": "false"}))
+    (tmp / "root").mkdir()
+    token = secrets.token_hex(16)
+
+    def command(port: int) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={tmp / 'root'}",
+            "--ServerApp.allow_root=True",
+            "--LabApp.expose_app_in_browser=True",
+            "--LabServerApp.extension_manager=readonly",
+        ]
+
+    ready = f"api/status?token={token}"
+    return serve(command, ready=ready, log_path=tmp / "lab.log", env=env), token
+
+
+def bench_browser(models: list[str], clicks: int) -> dict[str, dict[str, float]]:
+    """Median ms per action and model (plus the maximum), measured in chromium."""
+    from playwright.sync_api import sync_playwright
+
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        server, token = _lab(tmp)
+        with server as base, sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            for name in models:
+                nb = nbformat.v4.new_notebook()
+                code = SETUP.format(bench=str(ROOT / "bench"), name=name)
+                nb.cells = [nbformat.v4.new_code_cell(code)]
+                nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+                nbformat.write(nb, tmp / "root" / f"bench_{name}.ipynb")
+                page = browser.new_page(viewport={"width": 1400, "height": 1800})
+                page.goto(f"{base}/lab/tree/bench_{name}.ipynb?token={token}")
+                page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+                page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+                page.locator(".bench .clrp-thumbnails .clrp-thumbs[data-count='12']").wait_for(
+                    timeout=900_000
+                )
+                page.wait_for_function(KERNEL_IDLE, timeout=900_000)
+                times: dict[str, list[float]] = {a: [] for a in ACTIONS}
+                for i in range(clicks):
+                    for action in ACTIONS:  # interleaved: load drifts hit every action alike
+                        page.evaluate(RUN_IN_KERNEL, RESET[action])
+                        page.wait_for_timeout(150)
+                        ms = page.evaluate(TIMED, {"action": action, "i": i})
+                        if ms < 0:
+                            raise RuntimeError(f"{name}: {action} never changed the page")
+                        times[action].append(ms)
+                page.close()
+                row: dict[str, float] = {}
+                for action, values in times.items():
+                    row[f"{action}_ms"] = statistics.median(values)
+                    row[f"{action}_max_ms"] = max(values)
+                results[name] = row
+                print(
+                    f"{name:7s} (browser, click -> canvas changed, median of {clicks}) "
+                    + " | ".join(f"{a} {row[f'{a}_ms']:7.1f} ms" for a in ACTIONS),
+                    flush=True,
+                )
+            browser.close()
+    return results
