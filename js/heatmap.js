@@ -67,7 +67,10 @@ function render({ model, el }) {
   const caption = h("div", { class: "clrp-caption" });
   const neurons = h("div", { class: "clrp-neurons" });
   const message = h("div", { class: "clrp-message", "aria-live": "polite" });
-  root.append(title, toolbar, progress, panels, sharedLabel, readout, caption, message, neurons);
+  const help = h("details", { class: "clrp-help" });
+  const helpText = h("div", { class: "clrp-help-text" });
+  help.append(h("summary", {}, "what do the colours and words mean?"), helpText);
+  root.append(title, toolbar, progress, panels, sharedLabel, readout, caption, message, help, neurons);
   el.appendChild(root);
 
   let maps = [];
@@ -328,6 +331,9 @@ function render({ model, el }) {
     colour.disabled = !model.get("show_image");
     title.textContent = model.get("title");
     caption.textContent = local ? local.caption : model.get("caption");
+    const lines = (model.get("help") || "").split("\n").filter(Boolean);
+    helpText.replaceChildren(...lines.map((line) => h("p", {}, line)));
+    help.hidden = lines.length === 0;
     toolbar.hidden = !model.get("show_toolbar");
     const kernelFiles = model.get("downloads") || [];
     netcdf.hidden = !kernelFiles.includes("netcdf");
@@ -391,7 +397,7 @@ function render({ model, el }) {
   model.on("change:pixel", drawMarker);
   model.on("change:pixel_neurons change:neuron_list_title", drawNeurons);
   model.on("change:state", () => mirrorState(root, model.get("state")));
-  model.on("change:title change:caption change:show_toolbar change:downloads", syncControls);
+  model.on("change:title change:caption change:show_toolbar change:downloads change:help", syncControls);
   model.on("change:busy", () => setBusy(model.get("busy")));
   drawAll();
   setBusy(model.get("busy"));

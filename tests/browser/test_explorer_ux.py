@@ -355,3 +355,22 @@ def test_colour_underlay_on_demand(lab):
     _shot(page, "colour_image")
     main.locator("input.clrp-image-colour").uncheck()
     assert errors == []
+
+
+def test_netcdf_download_arrives_in_the_browser(lab):
+    page, log, errors = lab
+    main = page.locator(".under-test .clrp-main-map .clrp-heatmap")
+    before = {p.name for p in log.parent.iterdir()}
+    button = main.locator("button.clrp-netcdf")
+    assert button.is_visible(), "the Explorer offers no netCDF download"
+    with page.expect_download(timeout=60_000) as info:
+        button.click()
+    download = info.value
+    assert download.suggested_filename.startswith("clrp_")
+    assert download.suggested_filename.endswith(".nc")
+    path = ARTIFACTS / f"ux_download_{download.suggested_filename}"
+    download.save_as(path)
+    head = path.read_bytes()[:4]
+    assert head in (b"\x89HDF", b"CDF\x01", b"CDF\x02"), head
+    assert {p.name for p in log.parent.iterdir()} == before, "a file appeared on the server"
+    assert errors == []
