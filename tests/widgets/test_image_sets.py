@@ -99,3 +99,17 @@ def test_an_upload_is_explained_through_the_bundles_preprocess():
     bad = dict(item, name="broken.png", content=memoryview(b"not an image"))
     ex.upload.set_trait("value", (bad,))
     assert ex.image == 2 and "could not use broken.png" in ex.status.value
+
+
+def test_the_readme_explorer_snippet_runs():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    part = readme.split("The view on screen is one\nline away in Python:", 1)[1]
+    code = re.search(r"```python\n(.*?)```", part, re.S).group(1)
+    namespace = {"cw": cw, "bundle": cw.load_model("shapes")}
+    exec(compile(code, "README Explorer", "exec"), namespace)
+    explorer, view = namespace["explorer"], namespace["view"]
+    assert explorer.image == 3 and explorer.heatmap.state["channels"] == [5]
+    assert view["view"].attrs["contrast"] == "clrp2" and view["view"]["channel_maps"].shape[0] == 1
