@@ -23,6 +23,8 @@ KIND_COLORS = {
     "contrast": "#31a354",
     "data-set mean": "#888888",
 }
+SERIES_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+LEGEND = {"contrast": "contrast = target − dual"}  # the legend says what contrast means
 
 
 def unique_labels(names: Sequence[str]) -> list[str]:
@@ -157,11 +159,12 @@ class NeuronBarsChart:
             padding=0.15,
             display_legend=True,
             selected_style={"stroke": "black", "stroke-width": 2},
+            tooltip=bq.Tooltip(fields=["x", "y"], labels=["", "relevance"], formats=["", ".3g"]),
         )
         self.figure = bq.Figure(
             marks=[self.bars],
             axes=[
-                bq.Axis(scale=self.bars.scales["x"], label="channel", tick_rotate=-60),
+                bq.Axis(scale=self.bars.scales["x"], label="channel", label_offset="36px"),
                 bq.Axis(scale=self.bars.scales["y"], side="left", tick_format=".2g"),
             ],
             title="neuron relevance (click a bar: conditional map; a second bar: compare)",
@@ -199,8 +202,14 @@ class NeuronBarsChart:
             pad = 0.05 * (high - low) or 1.0
             self.bars.scales["y"].min, self.bars.scales["y"].max = low - pad, high + pad
             self.bars.y = y
-            self.bars.labels = kinds
-            self.bars.colors = [KIND_COLORS.get(k, "#666666") for k in kinds]
+            self.bars.labels = [LEGEND.get(k, k) for k in kinds]
+            self.bars.colors = [
+                KIND_COLORS.get(k, SERIES_COLORS[i % len(SERIES_COLORS)])
+                for i, k in enumerate(kinds)
+            ]
+        longest = max((len(x) for x in self.bars.x), default=0)
+        self.figure.axes[0].tick_rotate = -45 if longest > 5 else 0
+        self.figure.fig_margin = {**self.figure.fig_margin, "bottom": 40 + 6 * min(longest, 24)}
         self.figure.title = title
 
     def select(self, channels: Sequence[int]) -> None:

@@ -306,14 +306,19 @@ def test_dataset_stats_add_the_class_mean_next_to_the_image_bars(explainer, imag
         },
     )
     ex = Explorer(explainer, image, target=2, dataset_stats=stats).wait()
-    assert list(ex.bars.bars.labels) == ["target", "dual", "contrast", "data-set mean"]
+    assert list(ex.bars.bars.labels) == [
+        "target",
+        "dual",
+        "contrast = target − dual",
+        "data-set mean",
+    ]
     y = np.asarray(ex.bars.bars.y)
     np.testing.assert_allclose(y[3], mean[0, 1, 1][ex.bars.channels], rtol=1e-6)
     ex.select(contrast="clrp2", layer="features.0")
     y = np.asarray(ex.bars.bars.y)
     np.testing.assert_allclose(y[3], mean[1, 1, 0, :8][ex.bars.channels], rtol=1e-6)
     ex.select(target=1)  # a class without data-set samples: no fourth bar
-    assert list(ex.bars.bars.labels) == ["target", "dual", "contrast"]
+    assert list(ex.bars.bars.labels) == ["target", "dual", "contrast = target − dual"]
 
 
 def test_demo_runs_offline_on_the_shipped_model():

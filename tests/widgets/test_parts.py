@@ -104,7 +104,7 @@ def test_neuron_bars_group_kinds_and_map_clicks_to_channels():
     chart.show([7, 0, 4], series, "layer x")
     assert chart.bars.x.tolist() == ["c7", "c0", "c4"]
     assert np.asarray(chart.bars.y).shape == (3, 3)
-    assert list(chart.bars.labels) == ["target", "dual", "contrast"]
+    assert list(chart.bars.labels) == ["target", "dual", "contrast = target − dual"]
     picked = []
     chart.on_click(lambda channel, layer: picked.append((channel, layer)))
     bar_click(chart.bars, 2)
