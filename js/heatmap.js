@@ -21,8 +21,10 @@ function panelMode(model, i) {
   return forced || model.get("mode");
 }
 
-function colourBar(mode, scale, units, width) {
-  const { ticks, legend } = colourBarLabels(mode, scale, units);
+function colourBar(mode, scale, units, width, override) {
+  const labels = colourBarLabels(mode, scale, units);
+  const { ticks } = labels;
+  const legend = override ? `${units ? `${units}: ` : ""}${override}` : labels.legend;
   const bar = h("canvas", { width: 128, height: 1, class: "clrp-colorbar-strip", "aria-hidden": "true" });
   bar.getContext("2d").putImageData(new ImageData(gradientPixels(mode, 128), 128, 1), 0, 0);
   bar.style.width = `${width}px`;
@@ -61,6 +63,9 @@ function render({ model, el }) {
   const shared = h("input", { type: "checkbox", class: "clrp-shared-scale" });
   const sharedLabel = labelled(" one colour scale for all panels", shared, "A and B (and A − B) drawn on one scale, so their strengths compare");
   sharedLabel.classList.add("clrp-shared-label");
+  const panelPng = h("button", { class: "clrp-png clrp-panel-png", title: "download these maps as a PNG (titled, with colour bars)" }, "PNG");
+  const under = h("div", { class: "clrp-under" });
+  under.append(sharedLabel, panelPng);
   const progress = h("div", { class: "clrp-progress", hidden: "", role: "progressbar", "aria-label": "computing" });
   const panels = h("div", { class: "clrp-panels" });
   const readout = h("div", { class: "clrp-readout", "aria-live": "polite" }, "hover over a map to read values");
@@ -70,7 +75,7 @@ function render({ model, el }) {
   const help = h("details", { class: "clrp-help" });
   const helpText = h("div", { class: "clrp-help-text" });
   help.append(h("summary", {}, "what do the colours and words mean?"), helpText);
-  root.append(title, toolbar, progress, panels, sharedLabel, readout, caption, message, help, neurons);
+  root.append(title, toolbar, progress, panels, under, readout, caption, message, help, neurons);
   el.appendChild(root);
 
   let maps = [];
@@ -125,6 +130,7 @@ function render({ model, el }) {
   }
 
   const titlesNow = () => (local ? local.titles : model.get("panel_titles") || []);
+  const legendsNow = () => (local ? local.legends || [] : model.get("panel_legends") || []);
   const modeOf = (i) => (local ? local.modes[i] || model.get("mode") : panelMode(model, i));
 
   function cssSize() {
@@ -221,7 +227,7 @@ function render({ model, el }) {
       if (blank) {
         fig.append(h("div", { class: "clrp-range" }, `${mode}: no ${mode === "signed" ? "nonzero" : "positive"} values`));
       } else {
-        fig.append(colourBar(mode, scale, units, cw));
+        fig.append(colourBar(mode, scale, units, cw, legendsNow()[i]));
       }
       panels.append(fig);
       return { canvas, marker, cross, wrap, mode, scale, name };
@@ -229,6 +235,7 @@ function render({ model, el }) {
     root.dataset.placeholder = "0";
     if (maps.length === 0 && !local) drawPlaceholder();
     sharedLabel.hidden = maps.length < 2;
+    panelPng.hidden = model.get("show_toolbar") || maps.length === 0;
     shared.checked = model.get("shared_scale");
     root.dataset.sharedScale = shared.checked ? "1" : "0";
     drawMarker();
@@ -357,20 +364,22 @@ function render({ model, el }) {
   showImage.addEventListener("change", () => set("show_image", showImage.checked));
   colour.addEventListener("change", () => set("image_colour", colour.checked));
   shared.addEventListener("change", () => set("shared_scale", shared.checked));
-  png.addEventListener("click", async () => {
+  const downloadPng = async () => {
     if (!canvases.length) return;
     const state = { ...(model.get("state") || {}), ...(local ? local.state : {}) };
     const blob = await renderPng({
       title: model.get("title"),
       caption: caption.textContent,
-      panels: canvases.map(({ canvas, mode, scale, name }) => ({ canvas, mode, scale, name })),
+      panels: canvases.map(({ canvas, mode, scale, name }, i) => ({ canvas, mode, scale, name, legend: legendsNow()[i] })),
       units: model.get("units"),
       size: cssSize(),
     });
     const name = fileName(state, "png", { neurons: !model.get("pixel_clicks") });
     root.dataset.lastDownload = `${name} ${blob.size}`;
     saveBlob(blob, name);
-  });
+  };
+  png.addEventListener("click", downloadPng);
+  panelPng.addEventListener("click", downloadPng);
   netcdf.addEventListener("click", () => {
     message.textContent = "preparing the netCDF file…";
     send({ event: "download", format: "netcdf" });
@@ -392,7 +401,7 @@ function render({ model, el }) {
   const events =
     "change:maps change:image change:width change:height change:mode change:opacity " +
     "change:show_image change:image_colour change:panel_titles change:panel_modes " +
-    "change:display_size change:shared_scale change:units change:panel_tooltips";
+    "change:display_size change:shared_scale change:units change:panel_tooltips change:panel_legends";
   model.on(events, redraw);
   model.on("change:pixel", drawMarker);
   model.on("change:pixel_neurons change:neuron_list_title", drawNeurons);

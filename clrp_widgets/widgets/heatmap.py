@@ -44,6 +44,7 @@ class HeatmapView(anywidget.AnyWidget):
     shared_scale = t.Bool(False).tag(sync=True)
     units = t.Unicode("relevance").tag(sync=True)
     panel_tooltips = t.List(t.Unicode()).tag(sync=True)
+    panel_legends = t.List(t.Unicode()).tag(sync=True)  # colour-bar wording per panel ("": default)
     help = t.Unicode("").tag(sync=True)  # "what do the colours and words mean?" (lines: "\n")
     downloads = t.List(t.Unicode()).tag(sync=True)
     snapshot = t.Dict().tag(sync=True)

@@ -50,7 +50,9 @@ export async function renderPng({ title, caption, panels, units, size, k = 2 }) 
     strip.getContext("2d").putImageData(new ImageData(gradientPixels(p.mode, 256), 256, 1), 0, 0);
     g.imageSmoothingEnabled = true;
     g.drawImage(strip, x, by, cw * s, 10 * s);
-    const { ticks, legend } = colourBarLabels(p.mode, p.scale, units);
+    const labels = colourBarLabels(p.mode, p.scale, units);
+    const { ticks } = labels;
+    const legend = p.legend ? `${units ? `${units}: ` : ""}${p.legend}` : labels.legend;
     g.fillStyle = fg;
     g.font = font(10);
     g.textAlign = "left";

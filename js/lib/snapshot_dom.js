@@ -21,7 +21,7 @@ export function snapshotBanner() {
   );
 }
 
-const OFFLINE_OK = ".clrp-toolbar, .clrp-thumbs, .clrp-shared-label";
+const OFFLINE_OK = ".clrp-toolbar, .clrp-thumbs, .clrp-under";
 
 function disableIn(explorer) {
   for (const c of explorer.querySelectorAll("select, input, textarea, button")) {
@@ -113,6 +113,7 @@ export function snapshotNeurons(el, model, show) {
         maps: [a, b, a.map((v, j) => v - b[j])],
         titles: [`A: ${names[0]}`, `B: ${names[1]}`, "A − B"],
         modes: ["", "", "signed"],
+        legends: ["", "", "red where A is stronger, blue where B is"],
         caption: `${names[0]} vs ${names[1]} (${how}), from the 8-bit maps saved in this snapshot`,
         state,
       };

@@ -312,7 +312,7 @@ def test_png_download_is_titled_named_and_at_twice_display_size(lab):
     main = page.locator(".under-test .clrp-main-map .clrp-heatmap")
     before = set(p.name for p in Path(log.parent).iterdir())
     with page.expect_download() as info:
-        main.locator("button.clrp-png").click()
+        main.locator(".clrp-toolbar button.clrp-png").click()
     download = info.value
     state = json.loads(main.get_attribute("data-target") or "null")
     name = download.suggested_filename
