@@ -124,10 +124,12 @@ class TopClassesChart:
             self.track.x = self.bars.x
             self.track.y = np.full(len(order), high)
             self.highlight(target)
-        what = f"top-{self.k} predictions (click a row: target)"
-        if independent:
-            what += "; sigmoid: independent probabilities, they need not sum to 100%"
-        self.figure.title = what
+        self.figure.title = f"top-{self.k} predictions (click a row: target)"
+        self.axis.label = (
+            "probability (sigmoid: independent, need not sum to 100%)"
+            if independent
+            else "probability"
+        )
 
     def highlight(self, target: int) -> None:
         """Colour the target's bar (if it is among the top-k)."""

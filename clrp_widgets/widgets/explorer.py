@@ -596,7 +596,7 @@ class Explorer(w.VBox):
             self.progress.value = 0.0
             if self.heatmap.state.get("stage"):
                 self.heatmap.state = {**self.heatmap.state, "stage": ""}
-            if not self.error and self.status.value == "computing…":
+            if not self.error and self.status.value.startswith("computing"):
                 self.status.value = ""
 
     def _complain(self, exc: Exception) -> None:

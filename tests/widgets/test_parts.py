@@ -120,6 +120,9 @@ def test_top_channels_takes_both_ends():
     assert len(shown) == 30 and shown[-1] == 0 and all(values[shown[20:]] < 0)
     small = np.array([1.0, -3, 2])
     assert top_channels(small, n=20).tolist() == [2, 0, 1]
+    sparse = np.zeros(50)
+    sparse[[4, 9]], sparse[7] = [2.0, 1.0], -1.0  # mostly dead channels
+    assert top_channels(sparse, n=20).tolist() == [4, 9, 7]  # no zero one among the "top"
 
 
 def test_neurons_at_maps_pixels_to_layer_cells_and_their_neighbours():

@@ -239,7 +239,7 @@ def test_tiny_probabilities_get_a_scaled_axis_and_full_length_rows():
     assert picked == [chart.classes[4]]
     assert chart.bars.x[3].startswith("d ") and "e-" in chart.bars.x[3]  # 1e-7 is not "0%"
     chart.show(probs, list("abcdef"), target=5, independent=True)
-    assert "independent" in chart.figure.title
+    assert "independent" in chart.axis.label
 
 
 def test_result_is_the_view_on_screen(ex, tmp_path):
