@@ -91,7 +91,7 @@ class TopClassesChart:
         self.figure = bq.Figure(
             marks=[self.track, self.bars],
             axes=[bq.Axis(scale=scales["x"], side="left"), self.axis],
-            title="top-5 predictions (click a row: target)",
+            title="top-5 (click a row: target)",
             fig_margin={"top": 40, "bottom": 40, "left": 170, "right": 20},
             layout={"width": "440px", "height": "220px"},
         )
@@ -124,7 +124,7 @@ class TopClassesChart:
             self.track.x = self.bars.x
             self.track.y = np.full(len(order), high)
             self.highlight(target)
-        self.figure.title = f"top-{self.k} predictions (click a row: target)"
+        self.figure.title = f"top-{self.k} (click a row: target)"
         self.axis.label = (
             "probability (sigmoid: independent, need not sum to 100%)"
             if independent
@@ -159,7 +159,7 @@ class NeuronBarsChart:
             scales={"x": bq.OrdinalScale(), "y": bq.LinearScale()},
             type="grouped",
             padding=0.15,
-            display_legend=True,
+            display_legend=False,  # on in show(): an empty legend breaks bqplot's draw_legend
             selected_style={"stroke": "black", "stroke-width": 2},
             tooltip=bq.Tooltip(fields=["x", "y"], labels=["", "relevance"], formats=["", ".3g"]),
         )
@@ -205,6 +205,7 @@ class NeuronBarsChart:
             self.bars.scales["y"].min, self.bars.scales["y"].max = low - pad, high + pad
             self.bars.y = y
             self.bars.labels = [LEGEND.get(k, k) for k in kinds]
+            self.bars.display_legend = True
             self.bars.colors = [
                 KIND_COLORS.get(k, SERIES_COLORS[i % len(SERIES_COLORS)])
                 for i, k in enumerate(kinds)

@@ -835,6 +835,7 @@ class Explorer(w.VBox):
             if view.contrast == "pairwise":
                 label = f"{name} rather than {self.class_names[view.class_b]}"
             self.heatmap.set_maps([main], [f"{label}: {name}"])
+            self.heatmap.help = self._help(view)
             self.heatmap.panel_tooltips = [CONTRAST_TIPS.get(view.contrast, label)]
         self.top5.highlight(view.target)
         decision = view.decision()
@@ -859,6 +860,33 @@ class Explorer(w.VBox):
         }
         self.thumbs.selected = list(view.channels)
         self.map_version = version  # last: observers of map_version see the finished view
+
+    def _dual(self, view: View) -> str:
+        """What the view's target is contrasted with (the dual), in words."""
+        return {
+            "clrp1": "all other classes together",
+            "clrp2": f'"not {self.class_names[view.target]}"',
+            "sglrp": "the other classes weighted by their probability",
+            "pairwise": f"class B ({self.class_names[view.class_b]})",
+        }.get(view.panel_contrast, "nothing (plain LRP)")
+
+    def _help(self, view: View, neurons: bool = False) -> str:
+        """The maps' legend: what target, dual, contrast and the colours mean in this view."""
+        name = self.class_names[view.target]
+        lines = [
+            f"target: relevance for {name}",
+            f"dual: relevance for what {name} is contrasted with: {self._dual(view)}",
+            f"contrast = target − dual: what makes {name} win; the map shows its positive part",
+            "colours: red = evidence for the target; in signed maps blue = evidence against",
+        ]
+        if neurons:
+            lines.append(
+                "a channel's conditional map: the decision's relevance that flows through it"
+            )
+            lines.append(self._panel_note(view).strip(" ()") or "")
+        elif view.contrast not in LRP_CONTRASTS:
+            lines.insert(0, f"{CONTRAST_NAMES[view.contrast]}: a gradient-based baseline map")
+        return "\n".join(line for line in lines if line)
 
     def _panel_note(self, view: View) -> str:
         """What the neuron panel shows when the header shows a baseline."""
@@ -945,12 +973,14 @@ class Explorer(w.VBox):
             self.neuron_view.set_maps(
                 [a, b, a - b], [f"A: {names[0]}", f"B: {names[1]}", "A − B"], ["", "", "signed"]
             )
+            self.neuron_view.panel_legends = ["", "", "red where A is stronger, blue where B is"]
             stats = compare(a, b)
             self.neuron_view.caption = (
                 f"{names[0]} vs {names[1]} ({how}): correlation {stats['correlation']:+.2f}, "
                 f"overlap of positive parts {stats['overlap']:.2f}{self._panel_note(view)}"
             )
         else:
+            self.neuron_view.panel_legends = []
             self.neuron_view.set_maps(maps, [f"{n} ({how})" for n in names])
             self.neuron_view.caption = (
                 f"{names[0]} of {view.layer}, {how}; click a second bar to compare"
@@ -958,6 +988,8 @@ class Explorer(w.VBox):
                 else f"click a neuron bar, a thumbnail or a listed {units.kind} to see its map"
             ) + self._panel_note(view)
         self.neuron_view.title = f"{units.plural()} of {view.layer}"
+        self.neuron_view.help = self._help(view, neurons=True)
+        self._snapshot(view, units)
         self._publish_state(view)
         return True
 
@@ -987,14 +1019,24 @@ class Explorer(w.VBox):
                 [units.label(c) for c in top],
             )
         self.thumbs.state = {"layer": view.layer, "map_version": self.map_version}
-        if top:
-            self.neuron_view.set_snapshot(
-                view.layer,
-                top,
-                np.stack([maps[c] for c in top]),
-                labels=[units.label(c) for c in top],
-                bar_channels=list(self.bars.channels),
-            )
+        self._snapshot(view, units)
+
+    def _snapshot(self, view: View, units: UnitNames) -> None:
+        """Embed the maps the exported HTML needs for offline clicks: the thumbnails' channels
+        and the selected ones (all conditional maps of the shown decision, cached)."""
+        thumbs_shown = self._shown.get("thumbs", (None,))[0] == view.decision()
+        top = list(self.thumbs.channels) if thumbs_shown else []
+        embedded = top + [c for c in view.channels if c not in top]
+        if not thumbs_shown or not embedded:
+            return
+        maps = self.session.conditional(view, embedded) or {}
+        self.neuron_view.set_snapshot(
+            view.layer,
+            embedded,
+            np.stack([maps[c] for c in embedded]),
+            labels=[units.label(c) for c in embedded],
+            bar_channels=list(self.bars.channels),
+        )
 
     # ----------------------------------------------------------------------------------- result
     @property

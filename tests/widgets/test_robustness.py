@@ -258,3 +258,17 @@ def test_result_is_the_view_on_screen(ex, tmp_path):
     tree.to_netcdf(tmp_path / "view.nc")
     back = open_tree(tmp_path / "view.nc")
     np.testing.assert_array_equal(back["view"]["decision_map"].values, view["decision_map"].values)
+
+
+def test_snapshot_embeds_the_top_and_the_selected_channels_and_help_explains(ex):
+    snap = ex.neuron_view.snapshot
+    assert snap["channels"] == ex.thumbs.channels and snap["layer"] == "features.3"
+    assert snap["bar_channels"] == ex.bars.channels
+    extra = next(c for c in ex.bars.channels if c not in ex.thumbs.channels)
+    ex.select(channels=[ex.thumbs.channels[0], extra])
+    snap = ex.neuron_view.snapshot
+    assert snap["channels"] == [*ex.thumbs.channels, extra]
+    assert ex.neuron_view.panel_legends[2].startswith("red where A is stronger")
+    assert "all other classes together" in ex.heatmap.help
+    ex.select(contrast="pairwise", class_b=4)
+    assert f"class B ({NAMES[4]})" in ex.heatmap.help
