@@ -3,10 +3,8 @@
 The Explainer's engine caches the forward pass per input, so a new target, contrast or channel
 costs one backward pass; this session caches what the widgets show on top of that (result trees,
 decision maps, conditional and neuron maps), so a view that was seen before costs nothing.
-Any computation can be stopped part-way: inside ``stoppable(stop)``, every tensor operation of
-the calling thread (backward passes included) first asks ``stop()`` and raises :class:`Stopped`
-when it says so (the engine leaves the model and its caches as they were after an error, and
-this session caches only finished results). Conditional maps are also computed in chunks.
+Any computation can be stopped part-way with ``stoppable(stop)`` (``engine/interrupt.py``); this
+session caches only finished results. Conditional maps are also computed in chunks.
 One lock serialises every computation: the engine's hooks must never run in two threads at once
 (the Explorer's worker, and e.g. an export button handled by the kernel's main thread).
 """
@@ -23,39 +21,14 @@ from typing import Any
 import numpy as np
 import torch
 import xarray as xr
-from torch.utils._python_dispatch import TorchDispatchMode
 
+from clrp_widgets.engine.interrupt import Stopped, stoppable
 from clrp_widgets.results import node_name
+
+__all__ = ["ExplainSession", "Stopped", "View", "stoppable"]
 
 LRP_CONTRASTS = ("lrp", "clrp1", "clrp2", "sglrp", "pairwise")
 BASELINES = ("gradient", "gradient_x_input", "deconvnet", "guided_backprop", "gradcam")
-
-
-class Stopped(Exception):
-    """A newer request took over: the computation was stopped part-way."""
-
-
-class _StopWhen(TorchDispatchMode):
-    """Raise :class:`Stopped` at the next tensor operation once ``stop()`` is true.
-
-    A dispatch mode (like ``torch.utils.flop_counter``) sees every ATen operation, also those
-    of a backward pass run by the autograd engine; a function mode would not see inside it.
-    Modes are per thread, so only the thread that entered it is affected.
-    """
-
-    def __init__(self, stop: Callable[[], bool]) -> None:
-        super().__init__()
-        self.stop = stop
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        if self.stop():
-            raise Stopped("a newer request took over")
-        return func(*args, **(kwargs or {}))
-
-
-def stoppable(stop: Callable[[], bool]) -> _StopWhen:
-    """Context manager: torch work of this thread raises :class:`Stopped` once ``stop()``."""
-    return _StopWhen(stop)
 
 
 @dataclass(frozen=True)
