@@ -479,7 +479,9 @@ class Explorer(w.VBox):
         self.neuron_view = HeatmapView(display_size=int(display_size * 0.6), show_toolbar=False)
         self.neuron_view.set_image(self._image)
         self.neuron_view.on_msg(self._heatmap_event)
-        self.heatmap.observe(self._follow_display, names=["mode", "opacity", "show_image"])
+        self.heatmap.observe(
+            self._follow_display, names=["mode", "opacity", "show_image", "image_colour"]
+        )
         self.bars = NeuronBarsChart()
         self.bars.on_click(self.toggle_channel)
         self.thumbs = ThumbnailGrid()
