@@ -8,8 +8,8 @@ neurons' maps side by side with their difference, and a thumbnail grid).
 The Explorer displays at once: the model is built, the image predicted and every map computed by
 a background worker that fills the widgets in as results arrive (last request wins, see
 ``runner.py``). Every front-end event only records the new state and submits a request; a newer
-request stops the stages of an older one (thumbnails between chunks), and the cancel button
-stops the current one. From Python, use :meth:`Explorer.select`, which waits for the result, or
+request stops an older one at its next tensor operation (``engine/interrupt.py``), and so does
+the cancel button. From Python, use :meth:`Explorer.select`, which waits for the result, or
 set the traits and call :meth:`wait`. :attr:`Explorer.result` is the view on screen as a DataTree.
 
 Every request carries the view it was made for (layer included): clicks on neuron bars,
