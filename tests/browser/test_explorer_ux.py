@@ -258,7 +258,13 @@ def test_text_is_readable_in_light_and_dark_themes(lab, theme):
 def test_layout_fits_900_and_1920_px(lab, width):
     page, _log, errors = lab
     page.set_viewport_size({"width": width, "height": 1600})
-    page.wait_for_timeout(800)  # Lab relayout, bqplot resize
+    page.wait_for_timeout(800)  # Lab relayout
+    # bqplot redraws a resized figure only once it is on screen: show each, as a user scrolls
+    figures = page.locator(".under-test .bqplot.figure")
+    for i in range(figures.count()):
+        figures.nth(i).scroll_into_view_if_needed()
+        page.wait_for_timeout(700)
+    page.locator(".under-test").scroll_into_view_if_needed()
     fit = page.evaluate(OVERFLOW)
     _shot(page, f"{width}px")
     page.screenshot(path=str(ARTIFACTS / f"ux_{width}px_page.png"))
@@ -299,8 +305,7 @@ def test_compare_view_has_colour_bars_and_a_shared_scale(lab):
         for s in view.locator(".clrp-panel").evaluate_all("fs => fs.map(f => f.dataset.scale)")
     ]
     assert shared == [max(scales)] * 3
-    ticks = view.locator(".clrp-colorbar-ticks").first.inner_text()
-    assert "relevance" in ticks
+    assert "relevance" in view.locator(".clrp-legend").first.inner_text()  # the units
     assert "red" in view.locator(".clrp-legend").nth(2).inner_text()  # A − B is signed
     _shot(page, "compare_shared_scale")
     box.uncheck()
