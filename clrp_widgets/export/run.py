@@ -61,6 +61,7 @@ def execute_notebook(
         kernel_name=kernel_name,
         resources={"metadata": {"path": str(workdir)}},
         store_widget_state=True,
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],  # quiet: no transport warning
     )
     try:
         client.execute()
