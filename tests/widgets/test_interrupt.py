@@ -50,4 +50,3 @@ def test_a_stop_at_any_operation_leaves_the_next_results_exact(after):
     np.testing.assert_allclose(np.stack([cond[c] for c in (1, 5, 7)]), want_cond, rtol=1e-6)
     assert all(torch.equal(a, b) for a, b in zip(weights, model.parameters(), strict=True))
     assert not any(m._forward_hooks or m._backward_hooks for m in model.modules())
-
