@@ -6,7 +6,8 @@ models: the shipped "shapes", VGG16 with random weights, both on CPU). Each acti
 page, from the dispatched click (``performance.now()``) to the moment the watched part shows
 different pixels (the canvases' data URLs differ) or, for a pixel, a different neuron list:
 
-- ``bar``: a neuron bar whose map no thumbnail holds (one backward pass, forward cached);
+- ``bar``: a neuron bar whose channel has no thumbnail (its map is not cached: one backward pass
+  from the layer, forward cached), a different one each time;
 - ``thumbnail``: a thumbnail (its map is cached);
 - ``pixel``: a pixel of the main map -> its neuron list;
 - ``target``: a top-5 row of a class not explained before -> the new target's main map;
@@ -56,7 +57,7 @@ RUN_IN_KERNEL = """async (code) => {
   await k.requestExecute({ code, silent: true }).done;
 }"""
 # One timed action: dispatch the click, resolve when the watched part shows different content.
-TIMED = """async ({ action, i }) => {
+TIMED = r"""async ({ action, i }) => {
   const ex = document.querySelector(".bench");
   const q = (s) => ex.querySelector(s);
   const pixels = (s) => [...ex.querySelectorAll(s + " canvas")].map((c) => c.toDataURL()).join("|");
@@ -71,7 +72,14 @@ TIMED = """async ({ action, i }) => {
   const before = watch();
   const t0 = performance.now();
   if (action === "bar") {
-    click(ex.querySelectorAll(".clrp-neuron-bars .bargroup")[12 + i].querySelector("rect.bar"));
+    // a bar whose channel has no thumbnail (its map is not cached), a different one each time
+    const thumbs = new Set([...ex.querySelectorAll(".clrp-thumb span")].map((s) => s.textContent));
+    const names = [...ex.querySelectorAll(".clrp-neuron-bars .axis .tick text")]
+      .map((t) => t.textContent)
+      .filter((t) => t && !/^[-−\d.]/.test(t));
+    const free = names.map((n, k) => (thumbs.has(n) ? -1 : k)).filter((k) => k >= 0);
+    const groups = ex.querySelectorAll(".clrp-neuron-bars .bargroup");
+    click(groups[free[i % free.length]].querySelector("rect.bar"));
   } else if (action === "thumbnail") {
     click(ex.querySelectorAll(".clrp-thumbnails .clrp-thumb")[i % 12]);
   } else if (action === "pixel") {
