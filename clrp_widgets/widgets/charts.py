@@ -107,7 +107,7 @@ class TopClassesChart:
         """Show the k most probable classes, highlighting ``target``.
 
         The axis ends just past the largest shown probability. ``independent`` (sigmoid
-        outputs) says so in the title: such probabilities need not sum to 100 %.
+        outputs) says so on the axis: such probabilities need not sum to 100 %.
         """
         self.k = int(k or self.k)
         probs = np.asarray(probs, dtype=float)
@@ -125,11 +125,7 @@ class TopClassesChart:
             self.track.y = np.full(len(order), high)
             self.highlight(target)
         self.figure.title = f"top-{self.k} (click a row: target)"
-        self.axis.label = (
-            "probability (sigmoid: independent, need not sum to 100%)"
-            if independent
-            else "probability"
-        )
+        self.axis.label = "probability (sigmoid: independent)" if independent else "probability"
 
     def highlight(self, target: int) -> None:
         """Colour the target's bar (if it is among the top-k)."""
@@ -211,7 +207,8 @@ class NeuronBarsChart:
                 for i, k in enumerate(kinds)
             ]
         longest = max((len(x) for x in self.bars.x), default=0)
-        self.figure.axes[0].tick_rotate = -45 if longest > 5 else 0
+        crowded = longest > 5 or len(self.bars.x) > 16  # labels would touch at ~900 px
+        self.figure.axes[0].tick_rotate = -45 if crowded else 0
         self.figure.fig_margin = {**self.figure.fig_margin, "bottom": 40 + 6 * min(longest, 24)}
         self.figure.title = title
 
