@@ -81,7 +81,8 @@ TIMED = r"""async ({ action, i }) => {
     const groups = ex.querySelectorAll(".clrp-neuron-bars .bargroup");
     click(groups[free[i % free.length]].querySelector("rect.bar"));
   } else if (action === "thumbnail") {
-    click(ex.querySelectorAll(".clrp-thumbnails .clrp-thumb")[i % 12]);
+    const cells = ex.querySelectorAll(".clrp-thumbnails .clrp-thumb"); // positive channels only
+    click(cells[i % cells.length]);
   } else if (action === "pixel") {
     const wrap = q(".clrp-main-map .clrp-canvas-wrap");
     const r = wrap.getBoundingClientRect();
@@ -187,9 +188,8 @@ def bench_browser(models: list[str], clicks: int) -> dict[str, dict[str, float]]
                 shown = f"{main}[data-placeholder='0'][data-panels='1']"
                 page.locator(shown).wait_for(timeout=900_000)
                 main_map = page.evaluate(since)
-                page.locator(".bench .clrp-thumbnails .clrp-thumbs[data-count='12']").wait_for(
-                    timeout=900_000
-                )
+                thumbs = ".bench .clrp-thumbnails .clrp-thumbs[data-count]:not([data-count='0'])"
+                page.locator(thumbs).wait_for(timeout=900_000)
                 page.evaluate(RUN_IN_KERNEL, "explorer.wait(900)")
                 times: dict[str, list[float]] = {a: [] for a in ACTIONS}
                 for i in range(clicks):
