@@ -82,6 +82,7 @@ TIMED = r"""async ({ action, i }) => {
     click(groups[free[i % free.length]].querySelector("rect.bar"));
   } else if (action === "thumbnail") {
     const cells = ex.querySelectorAll(".clrp-thumbnails .clrp-thumb"); // positive channels only
+    if (cells.length === 0) return null; // a target with no positive channel: nothing to click
     click(cells[i % cells.length]);
   } else if (action === "pixel") {
     const wrap = q(".clrp-main-map .clrp-canvas-wrap");
@@ -197,14 +198,17 @@ def bench_browser(models: list[str], clicks: int) -> dict[str, dict[str, float]]
                         page.evaluate(RUN_IN_KERNEL, RESET[action])
                         page.wait_for_timeout(150)
                         ms = page.evaluate(TIMED, {"action": action, "i": i})
+                        if ms is None:
+                            continue
                         if ms < 0:
                             raise RuntimeError(f"{name}: {action} never changed the page")
                         times[action].append(ms)
                 page.close()
                 row: dict[str, float] = {"first_paint_ms": paint, "first_map_ms": main_map}
                 for action, values in times.items():
-                    row[f"{action}_ms"] = statistics.median(values)
-                    row[f"{action}_max_ms"] = max(values)
+                    row[f"{action}_ms"] = statistics.median(values) if values else float("nan")
+                    row[f"{action}_max_ms"] = max(values, default=float("nan"))
+                    row[f"{action}_n"] = len(values)
                 results[name] = row
                 print(
                     f"{name:7s} (browser, click -> canvas changed, median of {clicks}) "
