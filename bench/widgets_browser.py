@@ -60,13 +60,15 @@ RUN_IN_KERNEL = """async (code) => {
 TIMED = r"""async ({ action, i }) => {
   const ex = document.querySelector(".bench");
   const q = (s) => ex.querySelector(s);
+  const MAIN = ".clrp-main-map .clrp-panels";
   const pixels = (s) => [...ex.querySelectorAll(s + " canvas")].map((c) => c.toDataURL()).join("|");
   const watch = {
     bar: () => pixels(".clrp-neuron-view .clrp-panels"),
     thumbnail: () => pixels(".clrp-neuron-view .clrp-panels"),
     pixel: () => q(".clrp-main-map .clrp-neurons").textContent,
-    target: () => pixels(".clrp-main-map .clrp-panels"),
-    contrast: () => pixels(".clrp-main-map .clrp-panels"),
+    // a map of an absent class can be blank like the one before: its title changes, though
+    target: () => pixels(MAIN) + q(MAIN).textContent,
+    contrast: () => pixels(MAIN) + q(MAIN).textContent,
   }[action];
   const click = (el) => el.dispatchEvent(new MouseEvent("click", { bubbles: true }));
   const before = watch();
