@@ -4,8 +4,10 @@ Presets (zennit's names and meanings, plus the CLRP paper's):
 
 ``"paper"``
     z^B on the first Conv/Linear layer met in the forward pass, z+ without bias (eps=1e-9) on every
-    other Conv and Linear layer (the logit layer included), max-pool winner-takes-all (gradient
-    routing), average pooling by the z rule except at identity size (pass), activations pass.
+    other Conv and Linear layer (the logit layer included), with a z- fallback where z+ is undefined
+    (an output with relevance but no positive contribution, from signed input: see ``ZPlus``),
+    max-pool winner-takes-all (gradient routing), average pooling by the z rule except at identity
+    size (pass), activations pass.
 ``"epsilon_plus"``
     zennit's EpsilonPlus: z+ with positive bias on Conv, epsilon (1e-6) on Linear.
 ``"epsilon_plus_flat"``

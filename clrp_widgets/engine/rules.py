@@ -110,6 +110,14 @@ class ZPlus(LinearRule):
     ``bias=False`` (default) ignores the bias as the CLRP paper does; ``bias=True`` adds the
     positive bias to the denominator, as zennit's ``ZPlus``. For ``a >= 0`` this is the paper's
     ``a_i w_ij+ / (sum_i a_i w_ij+ + eps)``.
+
+    z- fallback: where z+ is undefined, i.e. an output with ``R_j != 0`` has no positive
+    contribution (``z_j+ <= eps``, which signed inputs cause: linear bottlenecks, SiLU, residual
+    streams), ``R_j`` is split in proportion to the negative contributions
+    ``a_i+ w_ij- + a_i- w_ij+`` (the z rule on that output), so it is conserved instead of dropped.
+    If those sum to ``>= -eps`` too, ``R_j`` stays unexplained (the conservation guard warns).
+    Every output where z+ is defined keeps the z+ result; ReLU nets (``R_j = 0`` wherever
+    ``z_j+ = 0``) never reach the fallback, and its cost is paid only when they do.
     """
 
     eps: float = 1e-9
@@ -130,10 +138,50 @@ class ZPlus(LinearRule):
 
     def relevance(self, op: LinearOp, a: Tensor, st: State, p: Prepared, R: Tensor) -> Tensor:
         s = R / st["den"]
+        fallback = self._fallback(op, st, p, R)
+        if fallback is not None:
+            return self._with_fallback(op, a, st, p, R, s, fallback)
         if st["an"] is None:
             return op.transpose(s, p["wp"], a.shape).mul_(st["ap"])
         gp, gn = _transposes(op, s, [p["wp"], p["wn"]], a.shape)
         return st["ap"] * gp + st["an"] * gn
+
+    def _fallback(self, op: LinearOp, st: State, p: Prepared, R: Tensor) -> Tensor | None:
+        """Mask of the outputs that take the z- fallback, or None when no relevance needs it."""
+        if "undefined" not in st:  # once per forward pass: one reduction, no mask when none
+            den, tol = st["den"], 2 * self.eps  # z+ <= eps (den = z+ + eps)
+            st["undefined"] = den <= tol if bool(den.amin() <= tol) else None
+        undefined = st["undefined"]
+        if undefined is None or not bool((R * undefined).any()):
+            return None  # the hot path: no extra forward or transpose
+        if "zn" not in st:
+            if "wn" not in p:
+                p["wn"] = p["w"].clamp(max=0)
+            zn = op.forward(st["ap"], p["wn"])
+            if st["an"] is not None:
+                zn = zn + op.forward(st["an"], p["wp"])
+            st["zn"] = zn
+        return undefined & (st["zn"] < -self.eps)
+
+    def _with_fallback(
+        self,
+        op: LinearOp,
+        a: Tensor,
+        st: State,
+        p: Prepared,
+        R: Tensor,
+        s: Tensor,
+        fallback: Tensor,
+    ) -> Tensor:
+        """z+ where it is defined plus the z rule on the negative contributions elsewhere."""
+        sp = s.masked_fill(fallback, 0)
+        sn = torch.where(fallback, R, 0) / torch.where(fallback, st["zn"], -1)
+        wp, wn = p["wp"], p["wn"]
+        if st["an"] is None:
+            return st["ap"] * (op.transpose(sp, wp, a.shape) + op.transpose(sn, wn, a.shape))
+        g_pp, g_pn = _transposes(op, sp, [wp, wn], a.shape)
+        g_nn, g_np = _transposes(op, sn, [wn, wp], a.shape)
+        return st["ap"] * (g_pp + g_nn) + st["an"] * (g_pn + g_np)
 
 
 @dataclass(frozen=True)

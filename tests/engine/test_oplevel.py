@@ -209,17 +209,19 @@ def test_stochastic_depth_layer_norm_and_permute_of_convnext_pass():
 
 
 def leaky_net() -> nn.Module:
-    """x -> identity (z^B) -> unit with only negative weights, no ReLU -> logits.
+    """x -> identity (z^B) -> unit with zero weights and bias 1, no ReLU -> logits.
 
-    On positive input the hidden unit h = -x0 - x1 < 0 has no positive contribution, so z+ cannot
-    pass the relevance the logit layer gives it (z+ with negative input: R_h = logit 0 = 2h*-1).
+    The hidden unit h = 1 comes from its bias alone: no contribution of its input at all (z+ and
+    z- both 0), so the paper rules (bias ignored) cannot pass the relevance the logit layer gives
+    it (R_h = logit 0 = -h).
     """
     model = nn.Sequential(
-        nn.Linear(2, 2, bias=False), nn.Linear(2, 1, bias=False), nn.Linear(1, 2, bias=False)
+        nn.Linear(2, 2, bias=False), nn.Linear(2, 1), nn.Linear(1, 2, bias=False)
     ).double()
     with torch.no_grad():
         model[0].weight.copy_(torch.eye(2))
-        model[1].weight.fill_(-1.0)
+        model[1].weight.fill_(0.0)
+        model[1].bias.fill_(1.0)
         model[2].weight.copy_(torch.tensor([[-1.0], [1.0]]))
     return model.eval()
 

@@ -62,7 +62,12 @@ def reference(rule, module, a, r):
     if isinstance(rule, ZPlus):
         z = ap[:, None] * Wp.T + an[:, None] * Wn.T
         den = z.sum(0) + (bvec.clamp(min=0) if rule.bias else 0)
-        return propagate(z, den, rv, rule.eps)
+        # z- fallback: outputs without positive contribution split R over the negative ones
+        zn = ap[:, None] * Wn.T + an[:, None] * Wp.T
+        fallback = (den <= rule.eps) & (zn.sum(0) < -rule.eps)
+        zn_sum = torch.where(fallback, zn.sum(0), -1.0)
+        rv_fb = torch.where(fallback, rv, 0.0)
+        return propagate(z, den, rv - rv_fb, rule.eps) + (zn / zn_sum * rv_fb).sum(1)
     if isinstance(rule, Epsilon):
         z = av[:, None] * W.T
         return propagate(z, z.sum(0) + bvec, rv, rule.eps)

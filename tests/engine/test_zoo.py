@@ -18,19 +18,19 @@ TOL = 1e-6
 #: CLRP2's dual is the virtual logit row -W_j; these models' logits come after ReLU and average
 #: pooling of the last conv, not from a Linear layer, so CLRP2 is refused (clearly).
 CLRP2_REFUSED = {"squeezenet1_1"}
-#: Models the paper preset explains only approximately (README "Supported models"): convolutions
-#: that read signed input (after SiLU / Hardswish, linear bottlenecks, residual streams) or
-#: depthwise convolutions on a 1x1 map, where z+'s Σ a·w+ vanishes for outputs that still carry
-#: relevance, so z+ drops it. Measured with this file's setup; an entry that turns exact fails
-#: ``test_approximate_models_warn`` and must move to the exact ones.
-APPROXIMATE = {
-    "mobilenet_v3_small",
-    "efficientnet_b0",
-    "efficientnet_v2_s",
-    "shufflenet_v2_x0_5",
-    "mnasnet0_5",
-    "convnext_tiny",
-}
+#: Models the paper preset explains only approximately (README "Supported models"), with a
+#: ConservationWarning naming the layer. None since ZPlus's z- fallback: the convolutions that read
+#: signed input (after SiLU / Hardswish, linear bottlenecks, residual streams) used to drop the
+#: relevance of outputs with no positive contribution. A model that loses relevance again must
+#: appear here, and ``test_approximate_models_warn`` then demands the warning.
+APPROXIMATE: set[str] = set()
+#: Exact up to z+'s stabiliser (eps=1e-9) on outputs whose positive contributions are tiny but
+#: non-zero: below the guard's threshold, so no warning. efficientnet_b0: 1.2e-6 (7e-9 with
+#: eps=1e-15), README "Supported models" lists it as approximate by that figure.
+STABILISER_TOL = {"efficientnet_b0": 1e-5}
+#: Models whose conditional layer (``zoo_models.measure``: the middle conv) is a squeeze-excitation
+#: gate branch: the Gate rule gives it no relevance by design, so its maps are 0 and sum to 0.
+GATE_BRANCH_CONDITIONAL = {"efficientnet_v2_s"}  # features.5.7.block.2.fc2
 
 
 @pytest.fixture(scope="module", params=list(ZOO))
@@ -41,8 +41,9 @@ def report(request: pytest.FixtureRequest) -> ZooReport:
 def test_input_relevance_sums_to_the_logit(report: ZooReport) -> None:
     if report.name in APPROXIMATE:
         pytest.skip("approximate: see test_approximate_models_warn")
-    assert report.lrp_sum == pytest.approx(report.logit, rel=TOL), "LRP (target kind)"
-    assert report.dual_sum == pytest.approx(report.logit, rel=TOL), "CLRP1 dual"
+    tol = STABILISER_TOL.get(report.name, TOL)
+    assert report.lrp_sum == pytest.approx(report.logit, rel=tol), "LRP (target kind)"
+    assert report.dual_sum == pytest.approx(report.logit, rel=tol), "CLRP1 dual"
 
 
 def test_no_conservation_warning(report: ZooReport) -> None:
@@ -78,7 +79,8 @@ def test_clrp_maps_are_finite_and_not_zero(report: ZooReport, variant: str) -> N
 def test_conditional_maps_sum_to_the_channels_relevance(report: ZooReport) -> None:
     if report.name in APPROXIMATE:
         pytest.skip("approximate: relevance below the layer is not conserved")
-    assert any(abs(r) > 1e-3 * abs(report.logit) for r in report.channel_relevance)
+    if report.name not in GATE_BRANCH_CONDITIONAL:
+        assert any(abs(r) > 1e-3 * abs(report.logit) for r in report.channel_relevance)
     assert report.conditional_sums == pytest.approx(
         report.channel_relevance, abs=TOL * abs(report.logit)
     ), report.conditional_layer
