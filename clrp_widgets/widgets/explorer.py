@@ -709,11 +709,12 @@ class Explorer(PanelsMixin, ExportMixin, w.VBox):
         s = self.session
         if not self.layer_names:
             self._stage(job, "preparing the model", 0.05)
-            ex = s.explainer(view.rules)
-            job.publish(lambda: self._fill_layer_picker(ex))
+        ex = s.explainer(view.rules)
         if s.cached_probs(view.rules, view.image) is None:
             self._stage(job, "predicting", 0.15)
         probs = s.probs(view.rules, view.image)
+        if not self.layer_names:  # after the forward pass: op-level layers are known by then
+            job.publish(lambda: self._fill_layer_picker(ex))
         if not self.class_names:
             self.class_names = [f"class {i}" for i in range(len(probs))]
         if not self.target_picker.options:
