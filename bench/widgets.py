@@ -1,13 +1,15 @@
 """Explorer latency by simulated front-end messages: click -> new map, with the forward cached.
 
-Run: ``python bench/widgets.py [--models shapes vgg16] [--clicks 7]``. For each model, one Explorer
-on one image; then a neuron-bar click on a channel whose map was never computed (the honest case:
-one backward pass through the engine, forward cached), a click on a second bar whose map the
-thumbnails already hold (the compare view, from the cache), a pixel click (neuron list), and a
-top-5 click (new target: a new decision map, bars and 12 thumbnail maps). Times are wall-clock
-from the message to the widgets showing the result (``map_version`` or the worker going idle),
-medians over ``--clicks`` clicks, next to a plain forward pass and a plain gradient of the same
-model in the same run. VGG16 uses random weights (no download); its speed does not depend on them.
+Run: ``python bench/widgets.py [--models shapes vgg16] [--clicks 7]``; add ``--browser`` to time
+the same kinds of click in JupyterLab + chromium instead (``bench/widgets_browser.py``).
+For each model, one Explorer on one image; then a neuron-bar click on a channel whose map was never
+computed (the honest case: one backward pass through the engine, forward cached), a click on a
+second bar whose map the thumbnails already hold (the compare view, from the cache), a pixel click
+(neuron list), and a top-5 click (new target: a new decision map, bars and 12 thumbnail maps).
+Times are wall-clock from the message to the widgets showing the result (``map_version`` or the
+worker going idle), medians over ``--clicks`` clicks, next to a plain forward pass and a plain
+gradient of the same model in the same run. VGG16 uses random weights (no download); its speed does
+not depend on them.
 Targets (issue 4): click -> map <= 150 ms on the shipped model, <= 1.5 s on VGG16 on CPU.
 """
 
@@ -95,6 +97,7 @@ def bench(name: str, clicks: int) -> dict[str, float]:
     explainer, image, _ = _model(name)
     t0 = time.perf_counter()
     ex = Explorer(explainer, image)
+    ex.wait()  # the Explorer displays at once and fills in: the first view is complete here
     first = (time.perf_counter() - t0) * 1e3
     bars, channels = ex.bars.bars, ex.bars.channels
     neuron, cached, pixel, target = [], [], [], []
@@ -129,8 +132,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clicks", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--browser",
+        action="store_true",
+        help="time clicks in JupyterLab + chromium (click -> canvas changed)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.browser:
+        from widgets_browser import bench_browser
+
+        results = bench_browser(args.models, args.clicks)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
+        return 0
     results = {}
     for name in args.models:
         results[name] = r = bench(name, args.clicks)

@@ -17,6 +17,13 @@ from clrp_widgets.export.exporter import ClrpHTMLExporter
 from clrp_widgets.results.files import write_atomic
 
 WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
+# Run after the notebook's cells: Explorers compute in the background, so the saved widget state
+# is consistent only once they are idle (a no-op when the notebook made none).
+WAIT_FOR_EXPLORERS = (
+    "import sys as _sys\n"
+    "if 'clrp_widgets.widgets.explorer' in _sys.modules:\n"
+    "    _sys.modules['clrp_widgets.widgets.explorer'].wait_for_explorers()"
+)
 
 
 class NotebookExecutionError(CLRPError, RuntimeError):
@@ -80,12 +87,14 @@ def execute_notebook(
     NotebookExecutionError
         Naming the failing cell (its index and first line) and the error it raised.
     """
+    nb.cells.append(nbformat.v4.new_code_cell(WAIT_FOR_EXPLORERS))
     client = NotebookClient(
         nb,
         timeout=timeout,
         kernel_name=kernel_name,
         resources={"metadata": {"path": str(workdir)}},
         store_widget_state=True,
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],  # quiet: no transport warning
     )
     try:
         # the kernel's own log (TCP warnings, its traceback when it is stopped) is not ours to show
@@ -103,6 +112,7 @@ def execute_notebook(
             "saved with --no-execute."
         ) from None
     except CellExecutionError as err:
+        nb.cells.pop()
         found = _failing_cell(nb)
         where = "a cell" if found is None else _describe(*found)
         raise NotebookExecutionError(
@@ -110,6 +120,7 @@ def execute_notebook(
             "cell (run the notebook in Jupyter to see the full traceback), or export the "
             "notebook as saved with --no-execute."
         ) from err
+    nb.cells.pop()  # the waiting cell: its widget messages are in the saved state
     return nb
 
 

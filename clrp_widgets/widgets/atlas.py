@@ -85,6 +85,11 @@ class AtlasPanel(w.VBox):
         self.add_class("clrp-atlas")
 
     # ------------------------------------------------------------------------------ navigation
+    def set_image(self, x: Any) -> None:
+        """Decompose neurons on image ``x`` (the Explorer's current image) from now on."""
+        if x is not self.x:
+            self.x, self._key = x, None
+
     def follow(self, layer: str, channel: int | None, target: int, contrast: Any) -> None:
         """Show neuron (layer, channel) for ``target`` (a new selection resets the breadcrumb)."""
         key = (layer, channel, int(target), contrast)

@@ -1,24 +1,35 @@
 """``Explorer``: the composed widget (DESIGN §5), and ``demo()``.
 
-Layout: a header (top-5 bars, target / contrast / class B / rules pickers, export), the decision
-heatmap with the clicked pixel's neuron list, and the neuron panel (layer picker, neuron bars, the
-selected neurons' maps side by side with their difference, and a thumbnail grid).
+Layout: a header (top-k bars, a searchable target picker, contrast / class B / rules pickers,
+progress and cancel), the image set's gallery strip with an upload button, the decision heatmap
+with the clicked pixel's neuron list, and the neuron panel (layer picker, neuron bars, the selected
+neurons' maps side by side with their difference, and a thumbnail grid).
 
-Every front-end event only records the new state and submits a request; a background worker
-brings the widgets to the newest state (last request wins, see ``runner.py``). From Python, use
-:meth:`Explorer.select`, which waits for the result, or set the traits and call :meth:`wait`.
+The Explorer displays at once: the model is built, the image predicted and every map computed by
+a background worker that fills the widgets in as results arrive (last request wins, see
+``runner.py``). Every front-end event only records the new state and submits a request; a newer
+request stops an older one at its next tensor operation (``engine/interrupt.py``), and so does
+the cancel button. From Python, use :meth:`Explorer.select`, which waits for the result, or
+set the traits and call :meth:`wait`. :attr:`Explorer.result` is the view on screen as a DataTree.
+
+Every request carries the view it was made for (layer included): clicks on neuron bars,
+thumbnails or listed neurons of a layer that is no longer shown are ignored, channels are checked
+against the layer, and a failed request is shown in the widget and leaves the state of the last
+view that worked, so it never poisons the next one.
 
 DOM hooks (for styling and browser tests): the parts carry the classes ``clrp-top5``,
-``clrp-main-map``, ``clrp-neuron-view``, ``clrp-neuron-bars`` and ``clrp-thumbnails``; the canvas
-widgets set ``data-ready="1"`` once drawn and mirror the shown state as ``data-target``,
-``data-contrast``, ``data-class-b``, ``data-rules``, ``data-layer``, ``data-channels``,
-``data-pixel``, ``data-neuron-mode``, ``data-map-version`` (plus ``data-view`` = empty, single or
-compare on the neuron view, ``data-pixel-neurons``, ``data-panels`` and ``data-busy``).
+``clrp-main-map``, ``clrp-neuron-view``, ``clrp-neuron-bars``, ``clrp-thumbnails``,
+``clrp-gallery``, ``clrp-cancel`` and ``clrp-progress``; the canvas widgets set ``data-ready="1"``
+once drawn and mirror the shown state (``state``: target, contrast, class_b, rules, layer,
+channels, pixel, neuron_mode, image, map_version, stage, error).
 """
 
 from __future__ import annotations
 
+import io
+import weakref
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,36 +38,30 @@ import numpy as np
 import traitlets as t
 from PIL import Image
 
-from clrp_widgets.engine.errors import ConfigError
+from clrp_widgets.engine.errors import ConfigError, InputError
 from clrp_widgets.engine.presets import PRESETS
 from clrp_widgets.widgets.charts import NeuronBarsChart, TopClassesChart
+from clrp_widgets.widgets.exports import ExportMixin
+from clrp_widgets.widgets.gallery import GalleryStrip, png_thumbnail
 from clrp_widgets.widgets.heatmap import HeatmapView
+from clrp_widgets.widgets.labels import CONTRASTS, UnitNames
 from clrp_widgets.widgets.maps import (
-    compare,
     display_image,
-    downsample,
-    neurons_at,
-    render_rgb,
-    side_by_side,
-    top_channels,
 )
+from clrp_widgets.widgets.panels import PanelsMixin
 from clrp_widgets.widgets.runner import Job, LatestRunner
-from clrp_widgets.widgets.session import ExplainSession, View
-from clrp_widgets.widgets.sources import as_input, default_layer, explainers
+from clrp_widgets.widgets.session import ExplainSession, View, stoppable
+from clrp_widgets.widgets.sources import (
+    as_input,
+    default_layer,
+    explainers,
+    image_set,
+    layer_type,
+)
 from clrp_widgets.widgets.thumbnails import ThumbnailGrid
 
-CONTRASTS = [
-    ("LRP", "lrp"),
-    ("CLRP1 (rather than all other classes)", "clrp1"),
-    ("CLRP2 (rather than not the class)", "clrp2"),
-    ("SGLRP", "sglrp"),
-    ("rather than class B", "pairwise"),
-    ("gradient", "gradient"),
-    ("gradient × input", "gradient_x_input"),
-    ("DeConvNet", "deconvnet"),
-    ("Guided BP", "guided_backprop"),
-    ("Grad-CAM", "gradcam"),
-]
+__all__ = ["CONTRASTS", "RULES", "Explorer", "demo", "wait_for_explorers"]
+
 RULES = list(PRESETS)
 NEURON_MODES = [("conditional (decision)", "decision"), ("neuron vs its layer", "neuron")]
 SIGNED_BY_DEFAULT = {"gradient", "gradient_x_input", "deconvnet", "guided_backprop"}
@@ -70,25 +75,53 @@ _VIEW_TRAITS = [
     "channels",
     "pixel",
     "neuron_mode",
+    "image",
 ]
+_LIVE: weakref.WeakSet[Explorer] = weakref.WeakSet()
 
 
-class Explorer(w.VBox):
-    """Interactive CLRP explorer for one image.
+def wait_for_explorers(timeout: float = 600.0, resend: bool = True) -> None:
+    """Block until every Explorer of this kernel is idle (used by the HTML exporter).
+
+    With ``resend``, every widget of the kernel then sends its whole state once more, so a
+    front end that missed updates sent between two cells (nbclient keeps only the messages of
+    the running cell) ends up with the finished views.
+    """
+    for explorer in list(_LIVE):
+        explorer._runner.wait(timeout)
+    if resend:
+        from ipywidgets.widgets.widget import _instances
+
+        for widget in list(_instances.values()):
+            if widget.comm is not None:
+                widget.send_state()
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class Explorer(PanelsMixin, ExportMixin, w.VBox):
+    """Interactive CLRP explorer for an image or a set of images.
 
     Parameters
     ----------
     bundle_or_explainer : ModelBundle, Explainer or torch.nn.Module
         The model to explain (``cw.load_model(...)``, a ``cw.Explainer`` or a plain module).
-    image : tensor (C, H, W) or (1, C, H, W), xarray.DataArray, numpy array or PIL image
-        The image, as model input (PIL and HWC arrays go through the bundle's ``preprocess``).
-    target : int, optional
-        The class to explain; default: the most probable one.
+    images : image or image set
+        One image (tensor (C, H, W) or (1, C, H, W), numpy array, DataArray or PIL image) or a
+        set to page through: a batch tensor (N, C, H, W), ``cw.scenes(...)``, an xarray
+        DataArray with a ``sample`` axis or a Dataset with ``images`` and ``labels``, a folder
+        of image files, or a list of images. PIL images and files go through the bundle's
+        ``preprocess``.
+    target : int or str, optional
+        The class to explain; default: the most probable one (of each image, when paging).
     contrast : str
         "lrp", "clrp1", "clrp2", "sglrp", "pairwise" (with ``class_b``), "gradient",
         "gradient_x_input", "deconvnet", "guided_backprop" or "gradcam".
-    class_b : int, optional
-        Class B of the "rather than class B" contrast; default: the second most probable class.
+    class_b : int or str, optional
+        Class B of the "rather than class B" contrast (never the target); default: the most
+        probable other class.
     rules : str
         A rules preset of the engine ("paper" by default).
     layer : str, optional
@@ -99,6 +132,10 @@ class Explorer(w.VBox):
         ``cw.scale.neuron_stats(store)``: its ``mean`` (contrast, class, layer, channel) of the
         current target class, layer and contrast is drawn as a fourth bar ("data-set mean") next
         to this image's bars, for the same channels.
+    top_k : int
+        How many classes the prediction chart shows (change it with its "top-k" box).
+    image : int
+        Which image of the set to show first.
     atlas : str or pathlib.Path, optional
         A ``cw.scale.explain_dataset`` store: the neuron atlas panel (``widgets/atlas.py``)
         shows the selected neuron's reference samples and sub-neurons. Needs ``data``.
@@ -108,76 +145,110 @@ class Explorer(w.VBox):
     Notes
     -----
     The traits ``target``, ``contrast``, ``class_b``, ``rules``, ``layer``, ``channels``
-    (up to two selected channels), ``pixel`` ([y, x] or []) and ``neuron_mode`` ("decision" or
-    "neuron") hold the state; ``map_version`` counts the map updates shown.
+    (up to two selected channels), ``pixel`` ([y, x] or []), ``neuron_mode`` ("decision" or
+    "neuron") and ``image`` (index in the set) hold the state; ``map_version`` counts the map
+    updates shown, ``busy`` and ``stage`` say what the worker does, ``error`` the last failure.
+    :attr:`result` is the view on screen as an ``xarray.DataTree``.
     """
 
-    target = t.Int()
+    target = t.Int(-1)
     contrast = t.Unicode("clrp1")
-    class_b = t.Int()
+    class_b = t.Int(-1)
     rules = t.Unicode("paper")
-    layer = t.Unicode()
+    layer = t.Unicode("")
     channels = t.List(t.Int())
     pixel = t.List(t.Int())
     neuron_mode = t.Unicode("decision")
+    image = t.Int(0)
+    top_k = t.Int(5)
     map_version = t.Int(0)
     busy = t.Bool(False)
+    stage = t.Unicode("")
     error = t.Unicode("")
 
     def __init__(
         self,
         bundle_or_explainer: Any,
-        image: Any,
+        images: Any,
         *,
         target: int | str | None = None,
         contrast: str = "clrp1",
-        class_b: int | None = None,
+        class_b: int | str | None = None,
         rules: str | None = None,
         layer: str | None = None,
         display_size: int = 256,
         dataset_stats: Any = None,
+        top_k: int = 5,
+        image: int = 0,
         atlas: Any = None,
         data: Any = None,
     ) -> None:
-        make, first, rules, bundle = explainers(bundle_or_explainer, rules)
+        make, built, rules, bundle = explainers(bundle_or_explainer, rules)
+        self.bundle = bundle
+        self.images = image_set(images, bundle)
+        if not 0 <= image < len(self.images.xs):
+            raise ConfigError(f"image {image} is out of range; use 0..{len(self.images.xs) - 1}")
         self.rules_options = RULES if rules in RULES else [rules, *RULES]
-        self.session = ExplainSession(make, as_input(image, bundle), {rules: first})
-        probs = self.session.probs(rules)
-        names = first.class_names or [f"class {i}" for i in range(len(probs))]
-        self.class_names = [str(n) for n in names]
-        self.layer_names = list(first.layer_names)
-        ranked = [int(c) for c in np.argsort(-probs)]
-        target = self._class_index(ranked[0] if target is None else target)
-        class_b = class_b if class_b is not None else next(c for c in ranked if c != target)
         self._check_choice(contrast, [v for _, v in CONTRASTS], "contrast")
         self._check_choice(rules, self.rules_options, "rules")
-        layer = layer or default_layer(first)
-        self._check_choice(layer, self.layer_names, "layer")
-        self._image = display_image(self.session.x[0].numpy(), getattr(first, "input_bounds", None))
+        self.session = ExplainSession(make, self.images.xs, built)
+        source = next(iter(built.values()), bundle)
+        names = getattr(source, "class_names", None)
+        self.class_names: list[str] = [str(n) for n in names] if names else []
+        self._bounds = getattr(source, "input_bounds", None)
+        self._independent = getattr(source, "output_activation", "softmax") == "sigmoid"
+        self.layer_names: list[str] = []
+        self._layer_types: dict[str, str] = {}
+        self._asked = {"target": target, "class_b": class_b, "layer": layer}
+        self._image = self._display(image)
         self.dataset_stats = dataset_stats
         self._shown: dict[str, Any] = {}
+        self._shown_view: View | None = None
+        self._units: dict[str, UnitNames] = {}
+        self._thumbs_layer: str | None = None
+        self._pixel_layer: str | None = None
         self._updating = False
-        self._build(display_size, probs)
+        self._failure: Exception | None = None
+        self._build(display_size, top_k)
         # --- neuron atlas hook (the panel lives in widgets/atlas.py)
-        self.atlas = None if atlas is None else _atlas_panel(first, atlas, data, self.session.x)
+        self.atlas = None
+        if atlas is not None:
+            ex = self.session.explainer(rules)
+            self.atlas = _atlas_panel(ex, atlas, data, self.images.xs[image])
         atlas_part = [] if self.atlas is None else [self.atlas]
         # --- end of the neuron atlas hook
         super().__init__(children=[*self._layout(), *atlas_part])
         self.add_class("clrp-explorer")
         with self.hold_trait_notifications():
             self.set_trait("rules", rules)
-            self.set_trait("target", target)
             self.set_trait("contrast", contrast)
-            self.set_trait("class_b", int(class_b))
-            self.set_trait("layer", layer)
+            self.set_trait("image", image)
+            self.set_trait("top_k", top_k)
+            if self.class_names:
+                self._fill_class_pickers()
+                self._set_classes(target, class_b)
         self.heatmap.mode = "signed" if contrast in SIGNED_BY_DEFAULT else "positive"
         self._sync_pickers()
         self.observe(self._on_trait, names=_VIEW_TRAITS)
+        self.observe(lambda _: self._show_top(), names="top_k")
         self._runner = LatestRunner(self._set_busy, self._show_error)
+        _LIVE.add(self)
         self._submit()
-        self.wait()
-        if self._failure is not None:
-            raise self._failure
+
+    def _set_classes(self, target: Any, class_b: Any) -> None:
+        """Check the constructor's target and class B as soon as the class names are known."""
+        if target is not None:
+            self.set_trait("target", self._class_index(target))
+        if class_b is not None:
+            self.set_trait("class_b", self._class_index(class_b))
+        if target is not None and class_b is not None and self.target == self.class_b:
+            raise ConfigError(
+                f"class B must differ from the target ({self.class_names[self.target]}); "
+                "pick another class_b"
+            )
+
+    def _display(self, index: int) -> np.ndarray:
+        return display_image(self.images.xs[index][0].numpy(), self._bounds)
 
     # ----------------------------------------------------------------------------------- state
     @property
@@ -192,39 +263,74 @@ class Explorer(w.VBox):
             channels=tuple(self.channels),
             pixel=(self.pixel[0], self.pixel[1]) if len(self.pixel) == 2 else None,
             neuron_mode=self.neuron_mode,
+            image=self.image,
         )
 
     def select(self, timeout: float | None = 120.0, **state: Any) -> Explorer:
         """Set several state traits at once, e.g. ``select(target=2, channels=[5, 9])``, and wait.
 
-        Class names work for ``target`` and ``class_b``. Returns the Explorer (it displays itself).
+        Class names work for ``target`` and ``class_b``. Returns the Explorer (it displays
+        itself). Raises the error of the request, if it failed (the widget keeps the last view
+        that worked).
         """
         unknown = set(state) - set(_VIEW_TRAITS)
         if unknown:
             raise ConfigError(f"unknown state {sorted(unknown)}; choose from {_VIEW_TRAITS}")
+        if not self._runner.wait(timeout):  # the model and class names are known from here on
+            raise TimeoutError(f"the Explorer did not finish within {timeout} s")
         for key in ("target", "class_b"):
             if key in state:
                 state[key] = self._class_index(state[key])
+        if state.get("class_b", -2) == state.get("target", self.target):
+            raise ConfigError(
+                f"class B must differ from the target ({self.class_names[self.target]}); "
+                "pick another class_b"
+            )
         self._update(**state)
         self.wait(timeout)
         return self
 
-    def wait(self, timeout: float | None = 120.0) -> None:
-        """Block until the widgets show the newest state."""
+    def wait(self, timeout: float | None = 120.0) -> Explorer:
+        """Block until the widgets show the newest state; raises the error it ended with."""
         if not self._runner.wait(timeout):
             raise TimeoutError(f"the Explorer did not finish within {timeout} s")
+        if self._failure is not None:
+            raise self._failure
+        return self
+
+    def cancel(self) -> None:
+        """Stop the current computation; the widgets keep the last view they finished."""
+        if self._runner.cancel():
+            self._revert()
+            self.status.value = "cancelled: showing the last finished view"
 
     def _update(self, **state: Any) -> None:
         if "contrast" in state:
             self._check_choice(state["contrast"], [v for _, v in CONTRASTS], "contrast")
         if "rules" in state:
             self._check_choice(state["rules"], self.rules_options, "rules")
-        if "layer" in state:
+        if "layer" in state and self.layer_names:
             self._check_choice(state["layer"], self.layer_names, "layer")
-            if state["layer"] != self.layer:
+        if "layer" in state and state["layer"] != self.layer:
+            state.setdefault("channels", [])
+        if "image" in state:
+            self._check_image(state["image"])
+            if state["image"] != self.image:
+                state.setdefault("pixel", [])
                 state.setdefault("channels", [])
+                state.setdefault("target", -1)  # the new image's most probable class
+                state.setdefault("class_b", -1)
+        if "channels" in state:
+            self._check_channels(state["channels"], state.get("layer", self.layer))
+        if not self._keep_b_apart(state):
+            return
         if state.get("contrast", self.contrast) != self.contrast:
             self.heatmap.mode = "signed" if state["contrast"] in SIGNED_BY_DEFAULT else "positive"
+        self._set_state(state)
+        self._sync_pickers()
+        self._submit()
+
+    def _set_state(self, state: dict[str, Any]) -> None:
         self._updating = True
         try:
             with self.hold_trait_notifications():
@@ -232,18 +338,43 @@ class Explorer(w.VBox):
                     setattr(self, key, list(value) if key in ("channels", "pixel") else value)
         finally:
             self._updating = False
-        self._sync_pickers()
-        self._submit()
+
+    def _keep_b_apart(self, state: dict[str, Any]) -> bool:
+        """Class B never equals the target: a B picked equal to the target is refused (with a
+        note), and a target moved onto B moves B to the most probable other class. Returns
+        whether anything is left to do."""
+        self.note.value = ""
+        target = state.get("target", self.target)
+        if target < 0 or state.get("class_b", self.class_b) != target:
+            return True
+        name = self.class_names[target]
+        if "class_b" in state and "target" not in state:
+            del state["class_b"]
+            self.note.value = f"class B must differ from the target ({name}); pick another class"
+            self._sync_pickers()
+            return bool(state)
+        state["class_b"] = self._other_class(target)
+        self.note.value = (
+            f"class B is now {self.class_names[state['class_b']]}: it must differ from the target"
+        )
+        return True
+
+    def _other_class(self, target: int) -> int:
+        probs = self.session.cached_probs(self.rules, self.image)
+        ranked = np.argsort(-probs) if probs is not None else range(len(self.class_names))
+        return next(int(c) for c in ranked if c != target)
 
     def _on_trait(self, change: dict) -> None:
         if self._updating:
             return
-        if change["name"] == "layer" and change["old"] != change["new"]:
-            self.set_trait("channels", [])
-        self._sync_pickers()
-        self._submit()
+        name, new = change["name"], change["new"]
+        self._set_state({name: change["old"]})  # validated and applied like a picker change
+        try:
+            self._update(**{name: new})
+        except ConfigError as exc:  # shown in the widget, the state left as it was
+            self._complain(exc)
 
-    def _class_index(self, value: int | str) -> int:
+    def _class_index(self, value: Any) -> int:
         if isinstance(value, str):
             if value not in self.class_names:
                 raise ConfigError(f"unknown class {value!r}; choose from {self.class_names}")
@@ -254,41 +385,71 @@ class Explorer(w.VBox):
             )
         return int(value)
 
+    def _check_image(self, index: Any) -> None:
+        n = len(self.images.xs)
+        if _int(index) is None or not 0 <= index < n:
+            raise ConfigError(f"image {index!r} is out of range; use 0..{n - 1}")
+
+    def _check_channels(self, channels: Sequence[Any], layer: str) -> None:
+        n = self._n_units(layer)
+        for c in channels:
+            if _int(c) is None or c < 0 or (n is not None and c >= n):
+                span = f"0..{n - 1}" if n is not None else "non-negative integers"
+                raise ConfigError(
+                    f"channel {c!r} is out of range for layer {layer}; use {span} "
+                    f"(or change the layer first)"
+                )
+
+    def _n_units(self, layer: str) -> int | None:
+        """Units of ``layer`` if its tree has been computed (never computes)."""
+        return self._shown.get(("units", layer))
+
     @staticmethod
     def _check_choice(value: str, choices: Sequence[str], what: str) -> None:
         if value not in choices:
             raise ConfigError(f"unknown {what} {value!r}; choose from {list(choices)}")
 
-    def toggle_channel(self, channel: int) -> None:
-        """Select a channel (keeping at most the last two); a selected one is deselected."""
+    def toggle_channel(self, channel: int, layer: str | None = None) -> None:
+        """Select a channel (keeping at most the last two); a selected one is deselected.
+
+        ``layer`` is the layer the click was made on: a click on a layer that is no longer
+        shown is ignored.
+        """
+        if layer is not None and layer != self.layer:
+            return
         chans = [c for c in self.channels if c != channel]
         if len(chans) == len(self.channels):
             chans = [*chans, int(channel)][-2:]
-        self._update(channels=chans)
+        try:
+            self._update(channels=chans)
+        except ConfigError as exc:
+            self._complain(exc)
 
     # ---------------------------------------------------------------------------------- widgets
-    def _build(self, display_size: int, probs: np.ndarray) -> None:
-        names = self.class_names
-        classes = [(f"{n} ({i})", i) for i, n in enumerate(names)]
-        self.top5 = TopClassesChart()
-        self.top5.show(probs, names, int(np.argmax(probs)))
-        self.top5.on_click(lambda c: self._update(target=c))
-        layout = {"width": "330px"}
+    def _build(self, display_size: int, top_k: int) -> None:
         style = {"description_width": "70px"}
-        self.target_picker = w.Dropdown(
-            options=classes, description="target", layout=layout, style=style
+        self.top5 = TopClassesChart(k=top_k)
+        self.top5.on_click(lambda c: self._picked("target", c))
+        self.top_k_picker = w.BoundedIntText(
+            value=top_k, min=1, max=50, description="top-k", style=style, layout={"width": "150px"}
         )
-        self.contrast_picker = w.Dropdown(
-            options=CONTRASTS, description="contrast", layout=layout, style=style
+        self.top_k_picker.observe(lambda ch: setattr(self, "top_k", ch["new"]), names="value")
+        self.class_search = w.Combobox(
+            placeholder="search a class…",
+            ensure_option=True,
+            description="find",
+            style=style,
+            layout={"width": "auto", "max_width": "330px"},
         )
-        self.class_b_picker = w.Dropdown(
-            options=classes, description="class B", layout=layout, style=style
-        )
-        self.rules_picker = w.Dropdown(
-            options=self.rules_options, description="rules", layout=layout, style=style
-        )
-        self.layer_picker = w.Dropdown(options=self.layer_names, description="layer", style=style)
-        self.mode_picker = w.ToggleButtons(options=NEURON_MODES, style={"button_width": "190px"})
+        self.class_search.observe(self._searched, names="value")
+        self.target_picker = w.Dropdown(description="target", style=style)
+        self.contrast_picker = w.Dropdown(options=CONTRASTS, description="contrast", style=style)
+        self.class_b_picker = w.Dropdown(description="class B", style=style)
+        self.rules_picker = w.Dropdown(options=self.rules_options, description="rules", style=style)
+        self.layer_picker = w.Dropdown(description="layer", style=style)
+        self.mode_picker = w.ToggleButtons(options=NEURON_MODES)
+        for picker in (self.target_picker, self.contrast_picker, self.class_b_picker):
+            picker.layout = {"width": "auto", "max_width": "330px"}
         for picker, name in [
             (self.target_picker, "target"),
             (self.contrast_picker, "contrast"),
@@ -298,24 +459,41 @@ class Explorer(w.VBox):
             (self.mode_picker, "neuron_mode"),
         ]:
             picker.observe(lambda ch, name=name: self._picked(name, ch["new"]), names="value")
+        self.note = w.Label(value="")
         self.status = w.Label(value="")
+        self.progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, layout={"width": "160px"})
+        self.cancel_button = w.Button(
+            description="cancel", icon="stop", tooltip="stop the current computation"
+        )
+        self.cancel_button.on_click(lambda _: self.cancel())
         self.export_name = w.Text(value="clrp_explorer", description="save as", style=style)
-        self.netcdf_button = w.Button(description="save netCDF", icon="save")
-        self.png_button = w.Button(description="save PNG", icon="image")
+        self.netcdf_button = w.Button(description="save netCDF on server…", icon="save")
+        self.png_button = w.Button(description="save PNG on server…", icon="image")
         self.netcdf_button.on_click(lambda _: self._export(self.save_netcdf, ".nc"))
         self.png_button.on_click(lambda _: self._export(self.save_png, ".png"))
 
+        self.gallery = GalleryStrip(lambda i: png_thumbnail(self._display(i)))
+        self.gallery.set_images(self.images.labels, self.image)
+        self.gallery.on_select(lambda i: self._picked("image", i))
+        self.upload = w.FileUpload(accept="image/*", multiple=False, description="explain my image")
+        self.upload.observe(self._uploaded, names="value")
+
         self.heatmap = HeatmapView(display_size=display_size, pixel_clicks=True)
         self.heatmap.set_image(self._image)
-        self.heatmap.on_pixel(lambda y, x: self._update(pixel=[y, x]))
-        self.heatmap.on_neuron(self.toggle_channel)
+        self.heatmap.set_maps([], ["computing…"])
+        self.heatmap.on_pixel(lambda y, x: self._picked("pixel", [y, x]))
+        self.heatmap.on_msg(self._heatmap_event)
+        self.heatmap.on_download("netcdf", self._netcdf_download)
         self.neuron_view = HeatmapView(display_size=int(display_size * 0.6), show_toolbar=False)
         self.neuron_view.set_image(self._image)
-        self.heatmap.observe(self._follow_display, names=["mode", "opacity", "show_image"])
+        self.neuron_view.on_msg(self._heatmap_event)
+        self.heatmap.observe(
+            self._follow_display, names=["mode", "opacity", "show_image", "image_colour"]
+        )
         self.bars = NeuronBarsChart()
         self.bars.on_click(self.toggle_channel)
         self.thumbs = ThumbnailGrid()
-        self.thumbs.on_click(self.toggle_channel)
+        self.thumbs.on_msg(self._thumb_event)
 
     def _layout(self) -> list[w.Widget]:
         for widget, name in [
@@ -324,40 +502,91 @@ class Explorer(w.VBox):
             (self.heatmap, "clrp-main-map"),
             (self.neuron_view, "clrp-neuron-view"),
             (self.thumbs, "clrp-thumbnails"),
+            (self.cancel_button, "clrp-cancel"),
+            (self.progress, "clrp-progress"),
         ]:
             widget.add_class(name)  # stable hooks for styling and browser tests
         pickers = w.VBox(
             [
+                w.HBox([self.class_search, self.top_k_picker]),
                 self.target_picker,
                 self.contrast_picker,
                 self.class_b_picker,
+                self.note,
                 self.rules_picker,
+                w.HBox([self.progress, self.cancel_button]),
+                self.status,
                 w.HBox([self.export_name]),
                 w.HBox([self.netcdf_button, self.png_button]),
-                self.status,
             ]
         )
         header = w.HBox([self.top5.figure, pickers])
-        small = self.neuron_view.display_size
-        self.heatmap.layout.width = f"{max(self.heatmap.display_size + 40, 340)}px"
-        self.neuron_view.layout.min_width = f"{3 * (small + 12)}px"  # A, B and A − B in a row
+        self.heatmap.layout.min_width = f"{min(self.heatmap.display_size + 40, 340)}px"
         self.neuron_view.layout.margin = "0 0 0 24px"
         maps = w.HBox([self.heatmap, self.neuron_view])
+        images = w.HBox([self.gallery, self.upload])
         layer = w.HBox([self.layer_picker, self.mode_picker])
-        return [header, maps, layer, self.bars.figure, self.thumbs]
+        return [header, images, maps, layer, self.bars.figure, self.thumbs]
 
     def _picked(self, name: str, value: Any) -> None:
-        if getattr(self, name) != value:
+        if getattr(self, name) == value or value is None:
+            return
+        try:
             self._update(**{name: value})
+        except ConfigError as exc:
+            self._complain(exc)
+            self._sync_pickers()
+
+    def _searched(self, change: dict) -> None:
+        index = self._search_index.get(change["new"])
+        if index is not None:
+            self._picked("target", index)
 
     def _sync_pickers(self) -> None:
-        self.target_picker.value = self.target
-        self.contrast_picker.value = self.contrast
-        self.class_b_picker.value = self.class_b
-        self.class_b_picker.layout.display = None if self.contrast == "pairwise" else "none"
-        self.rules_picker.value = self.rules
-        self.layer_picker.value = self.layer
-        self.mode_picker.value = self.neuron_mode
+        self._updating = True
+        try:
+            if self.target >= 0:
+                self.target_picker.value = self.target
+                self.class_search.value = self._class_label(self.target)
+            if self.class_b >= 0:
+                self.class_b_picker.value = self.class_b
+            self.contrast_picker.value = self.contrast
+            self.class_b_picker.layout.display = None if self.contrast == "pairwise" else "none"
+            self.rules_picker.value = self.rules
+            if self.layer in self.layer_names:
+                self.layer_picker.value = self.layer
+            self.mode_picker.value = self.neuron_mode
+            self.top_k_picker.value = self.top_k
+            if self.gallery.selected != self.image:
+                self.gallery.select(self.image)
+        finally:
+            self._updating = False
+
+    def _class_label(self, c: int) -> str:
+        return f"{self.class_names[c]} ({c})"
+
+    def _fill_class_pickers(self) -> None:
+        classes = [(self._class_label(i), i) for i in range(len(self.class_names))]
+        self._search_index = {label: i for label, i in classes}
+        self._updating = True
+        try:
+            self.target_picker.options = classes
+            self.class_b_picker.options = classes
+            self.class_search.options = [label for label, _ in classes]
+            self.class_search.placeholder = f"search {len(classes)} classes…"
+        finally:
+            self._updating = False
+
+    def _fill_layer_picker(self, ex: Any) -> None:
+        self.layer_names = list(ex.layer_names)
+        self._layer_types = {n: layer_type(ex, n) for n in self.layer_names}
+        self._updating = True
+        try:
+            self.layer_picker.options = [
+                (f"{n} ({self._layer_types[n]})", n) for n in self.layer_names
+            ]
+        finally:
+            self._updating = False
 
     def _follow_display(self, change: dict) -> None:
         setattr(self.neuron_view, change["name"], change["new"])
@@ -368,15 +597,97 @@ class Explorer(w.VBox):
         self.busy = busy
         for widget in (self.heatmap, self.neuron_view, self.thumbs):
             widget.busy = busy
+        self.cancel_button.disabled = not busy
         if busy:
             self.status.value = "computing…"
-        elif not self.error:
-            self.status.value = ""
+            self.progress.bar_style = ""
+        else:
+            self.stage = ""
+            self.progress.value = 0.0
+            if self.heatmap.state.get("stage"):
+                self.heatmap.state = {**self.heatmap.state, "stage": ""}
+            if not self.error and self.status.value.startswith("computing"):
+                self.status.value = ""
+
+    def _complain(self, exc: Exception) -> None:
+        """A refused front-end request: said in the widget, nothing changed."""
+        self.error = f"{type(exc).__name__}: {exc}"
+        self.status.value = f"not done: {exc}"
 
     def _show_error(self, exc: Exception) -> None:
+        """A failed request (from the worker): shown, and the state goes back to the shown view."""
         self._failure = exc
         self.error = f"{type(exc).__name__}: {exc}"
         self.status.value = f"error: {self.error}"
+        self.progress.bar_style = "danger"
+        self._revert()
+        self.heatmap.state = {**self.heatmap.state, "error": self.error}
+
+    def _revert(self) -> None:
+        """Bring the state traits and pickers back to the view the widgets show."""
+        shown = self._shown_view
+        if shown is None:
+            return
+        self._set_state(
+            {
+                "target": shown.target,
+                "contrast": shown.contrast,
+                "class_b": shown.class_b,
+                "rules": shown.rules,
+                "layer": shown.layer,
+                "channels": list(shown.channels),
+                "pixel": list(shown.pixel) if shown.pixel else [],
+                "neuron_mode": shown.neuron_mode,
+                "image": shown.image,
+            }
+        )
+        self._sync_pickers()
+
+    # ------------------------------------------------------------------------- front-end events
+    def _heatmap_event(self, _: Any, content: Any, buffers: Any) -> None:
+        """Events of the map views: listed-neuron clicks (with their layer) and paging keys."""
+        if not isinstance(content, dict):
+            return
+        event = content.get("event")
+        if event == "neuron":
+            channel, layer = _int(content.get("channel")), content.get("layer", self._pixel_layer)
+            listed = {n.get("channel") for n in self.heatmap.pixel_neurons}
+            if channel is not None and channel in listed and layer == self._pixel_layer:
+                self.toggle_channel(channel, layer=layer)
+        elif event == "page":
+            step = _int(content.get("step"))
+            if step in (-1, 1) and len(self.images.xs) > 1:
+                self._picked("image", (self.image + step) % len(self.images.xs))
+
+    def _thumb_event(self, _: Any, content: Any, buffers: Any) -> None:
+        if not isinstance(content, dict) or content.get("event") != "thumb":
+            return
+        channel = _int(content.get("channel"))
+        layer = content.get("layer", self._thumbs_layer)
+        if channel is not None and channel in self.thumbs.channels and layer == self._thumbs_layer:
+            self.toggle_channel(channel, layer=layer)
+
+    def _uploaded(self, change: dict) -> None:
+        files = change["new"]
+        if not files:
+            return
+        item = files[-1]
+        name = str(item.get("name", "upload")) if isinstance(item, dict) else "upload"
+        try:
+            content = item["content"] if isinstance(item, dict) else item.content
+            with Image.open(io.BytesIO(bytes(content))) as img:
+                x = as_input(img.convert("RGB"), self.bundle)
+            if self.images.xs and x.shape[1:] != self.images.xs[0].shape[1:]:
+                raise InputError(
+                    f"{name} became input of shape {tuple(x.shape[1:])}, the model's images are "
+                    f"{tuple(self.images.xs[0].shape[1:])}; use a bundle whose preprocess resizes"
+                )
+        except Exception as exc:  # a user's file: say why it cannot be shown
+            self.status.value = f"could not use {name}: {exc}"
+            return
+        index = self.images.add(x, f"upload: {Path(name).stem}")
+        self.gallery.set_images(self.images.labels, self.image)
+        self._picked("image", index)
 
     # --------------------------------------------------------------------------------- requests
     def _submit(self) -> None:
@@ -384,183 +695,101 @@ class Explorer(w.VBox):
         self.error, self._failure = "", None
         self._runner.submit(lambda job: self._render(view, job))
 
-    def _render(self, view: View, job: Job) -> None:
-        """Compute what ``view`` needs (cached parts are free) and publish it if still current."""
+    def _stage(self, job: Job, stage: str, done: float) -> None:
+        def show() -> None:
+            self.stage = stage
+            self.progress.value = done
+            self.status.value = f"computing: {stage}…"
+            self.heatmap.state = {**self.heatmap.state, "stage": stage}
+
+        job.publish(show)
+
+    def _prepare(self, view: View, job: Job) -> View:
+        """Build the model's Explainer, predict the image and resolve the view's defaults."""
         s = self.session
-        main = s.decision_map(view)
-        layer = s.layer(view)
-        chan_maps = s.channel_maps(view)
-        kind = view.kind
-        job.publish(lambda: self._show_main(view, main, layer, kind, chan_maps))
+        if not self.layer_names:
+            self._stage(job, "preparing the model", 0.05)
+        ex = s.explainer(view.rules)
+        if s.cached_probs(view.rules, view.image) is None:
+            self._stage(job, "predicting", 0.15)
+        probs = s.probs(view.rules, view.image)
+        if not self.layer_names:  # after the forward pass: op-level layers are known by then
+            job.publish(lambda: self._fill_layer_picker(ex))
+        if not self.class_names:
+            self.class_names = [f"class {i}" for i in range(len(probs))]
+        if not self.target_picker.options:
+
+            def classes() -> None:
+                self._fill_class_pickers()
+                self._updating = True
+                try:
+                    self._set_classes(self._asked["target"], self._asked["class_b"])
+                finally:
+                    self._updating = False
+
+            job.publish(classes)
+            view = replace(view, target=self.target, class_b=self.class_b)
+        ranked = [int(c) for c in np.argsort(-probs, kind="stable")]
+        target = view.target if view.target >= 0 else ranked[0]
+        class_b = view.class_b
+        if class_b < 0 or class_b == target:
+            class_b = next(c for c in ranked if c != target)
+        layer = view.layer or self._asked["layer"] or default_layer(s.explainer(view.rules))
+        self._check_choice(layer, self.layer_names, "layer")
+        resolved = replace(view, target=target, class_b=class_b, layer=layer)
+        if resolved != view:
+
+            def adopt() -> None:
+                self._set_state({"target": target, "class_b": class_b, "layer": layer})
+                self._sync_pickers()
+
+            job.publish(adopt)
+        job.publish(lambda: self._show_prediction(resolved.image, probs))
+        return resolved
+
+    def _render(self, view: View, job: Job) -> None:
+        """Compute what ``view`` needs, stopping part-way as soon as a newer request arrives."""
+        with stoppable(lambda: not job.current()):
+            self._compute(view, job)
+
+    def _compute(self, view: View, job: Job) -> None:
+        """Compute what ``view`` needs (cached parts are free), publishing each part if current."""
+        s = self.session
+        view = self._prepare(view, job)
         if not job.current():
             return
-        strength = layer["neuron_relevance"].sel(kind=kind).values
-        top = [int(c) for c in np.argsort(-strength, kind="stable")[:THUMBNAILS]]
-        maps = s.conditional(view, top)
-        job.publish(lambda: self._show_thumbs(view, top, maps))
+        self._stage(job, "main map", 0.3)
+        main = s.decision_map(view)
+        layer = s.layer(view)
+        n_units = s.n_channels(view)
+        self._shown[("units", view.layer)] = n_units
+        bad = [c for c in view.channels if not 0 <= c < n_units]
+        if bad:
+            raise ConfigError(
+                f"channel {bad[0]} is out of range for layer {view.layer}; use 0..{n_units - 1}"
+            )
+        if not view.channels:
+            job.publish(lambda: self._show_main(view, main, layer, []))
+        else:
+            job.publish(lambda: self._show_main(view, main, layer))
+            if not job.current():
+                return
+            self._stage(job, "neuron maps", 0.5)
+            chan_maps = s.channel_maps(view)
+            job.publish(lambda: self._show_neurons(view, chan_maps))
         if self.atlas is not None and job.current():  # neuron atlas hook: follow the selection
+            self.atlas.set_image(s.xs[view.image])
             channel = view.channels[-1] if view.channels else None
             contrast = view.class_b if view.contrast == "pairwise" else view.contrast
             self.atlas.follow(view.layer, channel, view.target, contrast)
-
-    def _state(self, view: View, version: int) -> dict[str, Any]:
-        return {
-            "target": view.target,
-            "target_name": self.class_names[view.target],
-            "contrast": view.contrast,
-            "class_b": view.class_b,
-            "rules": view.rules,
-            "layer": view.layer,
-            "channels": list(view.channels),
-            "pixel": list(view.pixel) if view.pixel else [],
-            "neuron_mode": view.neuron_mode,
-            "map_version": version,
-        }
-
-    def _changed(self, part: str, key: Any) -> bool:
-        if self._shown.get(part) == key:
-            return False
-        self._shown[part] = key
-        return True
-
-    def _show_main(
-        self, view: View, main: np.ndarray, layer: Any, kind: str, chan_maps: list[np.ndarray]
-    ) -> None:
-        name = self.class_names[view.target]
-        versioned = False
-        if self._changed("main", (view.rules, view.target, view.contrast, view.class_b)):
-            label = dict((v, k) for k, v in CONTRASTS)[view.contrast]
-            if view.contrast == "pairwise":
-                label = f"{name} rather than {self.class_names[view.class_b]}"
-            self.heatmap.set_maps([main], [f"{label}: {name}"])
-            versioned = True
-        self.top5.highlight(view.target)
-        decision = view.decision()
-        if self._changed("bars", decision):
-            self._show_bars(view, layer, kind)
-        self.bars.select(view.channels)
-        if self._changed("pixel", (decision, view.pixel)):
-            self._show_pixel(view, layer, kind)
-        if self._changed("neurons", (decision, view.channels, view.neuron_mode)):
-            self._show_neurons(view, chan_maps)
-            versioned = True
-        version = self.map_version + int(versioned)
-        state = self._state(view, version)
-        self.heatmap.state = state
-        self.neuron_view.state = {**state, "view": ["empty", "single", "compare"][len(chan_maps)]}
-        self.thumbs.selected = list(view.channels)
-        self.map_version = version  # last: observers of map_version see the finished view
-
-    def _show_bars(self, view: View, layer: Any, kind: str) -> None:
-        rel = layer["neuron_relevance"]
-        shown = top_channels(rel.sel(kind=kind).values, n=20)
-        series = {k: rel.sel(kind=k).values[shown] for k in rel["kind"].values}
-        mean = self._dataset_mean(view)
-        if mean is not None:
-            series["data-set mean"] = mean[shown]
-        what = "LRP" if kind == "target" else f"{view.panel_contrast} contrast"
-        self.bars.show(shown, series, f"{view.layer}: channels by {what} (click: conditional map)")
-
-    def _dataset_mean(self, view: View) -> np.ndarray | None:
-        """The data-set mean relevance per channel of the view's class, layer and contrast."""
-        stats = self.dataset_stats
-        where = {"contrast": view.panel_contrast, "class": view.target, "layer": view.layer}
-        if stats is None or any(v not in stats[k].values for k, v in where.items()):
-            return None
-        one = stats["mean"].sel(where)
-        if "n_channels" in stats.coords:  # narrower layers are NaN-padded to the widest
-            one = one.isel(channel=slice(0, int(stats["n_channels"].sel(layer=view.layer))))
-        return np.asarray(one)
-
-    def _show_pixel(self, view: View, layer: Any, kind: str) -> None:
-        if view.pixel is None:
-            self.heatmap.pixel = []
-            self.heatmap.pixel_neurons = []
-            self.heatmap.neuron_list_title = ""
+        strength = layer["neuron_relevance"].sel(kind=view.kind).values
+        top = [int(c) for c in np.argsort(-strength, kind="stable")[:THUMBNAILS] if strength[c] > 0]
+        if not job.current() or not self._changed_peek("thumbs", (view.decision(), tuple(top))):
             return
-        y, x = view.pixel
-        rel = layer["relevance"].sel(kind=kind)
-        with self.heatmap.hold_sync():
-            self.heatmap.pixel = [y, x]
-            if rel.ndim != 3:
-                self.heatmap.pixel_neurons = []
-                self.heatmap.neuron_list_title = (
-                    f"{view.layer} has no spatial map; pick a convolution"
-                )
-                return
-            chans, values = neurons_at(rel.values, y, x, self._image.shape[:2])
-            self.heatmap.pixel_neurons = [
-                {"channel": int(c), "label": f"c{int(c)}", "value": float(v)}
-                for c, v in zip(chans, values, strict=True)
-                if v > 0
-            ]
-            self.heatmap.neuron_list_title = (
-                f"{view.layer}: channels with the most {kind} relevance at y={y}, x={x}"
-                if self.heatmap.pixel_neurons
-                else f"{view.layer}: no channel has positive {kind} relevance at y={y}, x={x}"
-            )
-
-    def _show_neurons(self, view: View, maps: list[np.ndarray]) -> None:
-        names = [f"c{c}" for c in view.channels]
-        how = "against the rest of its layer" if view.neuron_mode == "neuron" else "conditional"
-        if len(maps) == 2:
-            a, b = maps
-            self.neuron_view.set_maps(
-                [a, b, a - b], [f"A: {names[0]}", f"B: {names[1]}", "A − B"], ["", "", "signed"]
-            )
-            stats = compare(a, b)
-            self.neuron_view.caption = (
-                f"{names[0]} vs {names[1]} ({how}): correlation {stats['correlation']:+.2f}, "
-                f"overlap of positive parts {stats['overlap']:.2f}"
-            )
-        else:
-            self.neuron_view.set_maps(maps, [f"{n} ({how})" for n in names])
-            self.neuron_view.caption = (
-                f"{names[0]} of {view.layer}, {how}; click a second bar to compare"
-                if maps
-                else "click a neuron bar, a thumbnail or a listed neuron to see its map"
-            )
-        self.neuron_view.title = f"neurons of {view.layer}"
-
-    def _show_thumbs(self, view: View, top: list[int], maps: dict[int, np.ndarray]) -> None:
-        if not self._changed("thumbs", (view.decision(), tuple(top))):
-            return
-        stack = downsample(np.stack([maps[c] for c in top]), 64)
-        image = downsample(self._image.transpose(2, 0, 1).astype(np.float32), 64)
-        self.thumbs.title = f"top {len(top)} channels of {view.layer}: conditional maps"
-        self.thumbs.set_maps(
-            image.transpose(1, 2, 0).round().astype(np.uint8), stack, top, [f"c{c}" for c in top]
-        )
-        self.thumbs.state = {"layer": view.layer, "map_version": self.map_version}
-
-    # ----------------------------------------------------------------------------------- export
-    def save_netcdf(self, path: str | Path) -> Path:
-        """Save the neuron panel's result tree (DESIGN §3) as netCDF; reopen with ``open_tree``."""
-        path = Path(path)
-        self.session.tree(self.view).to_netcdf(path)
-        return path
-
-    def save_png(self, path: str | Path) -> Path:
-        """Save the decision map over the image (and the selected neurons' maps) as one PNG."""
-        path = Path(path)
-        view = self.view
-        image = self._image if self.heatmap.show_image else None
-        mode, opacity = self.heatmap.mode, self.heatmap.opacity
-        maps = self.session.channel_maps(view)
-        panels = [
-            render_rgb(m, image, mode, opacity) for m in [self.session.decision_map(view), *maps]
-        ]
-        if len(maps) == 2:
-            panels.append(render_rgb(maps[0] - maps[1], None, "signed"))
-        Image.fromarray(side_by_side(panels)).save(path)
-        return path
-
-    def _export(self, save: Any, suffix: str) -> None:
-        try:
-            path = save(Path(self.export_name.value).with_suffix(suffix))
-            self.status.value = f"saved {path.resolve()}"
-        except Exception as exc:  # shown to the user, who can fix the path
-            self.status.value = f"could not save: {exc}"
+        self._stage(job, f"thumbnails of {len(top)} channels", 0.7)
+        maps = s.conditional(view, top, stop=lambda: not job.current())
+        if maps is not None:
+            job.publish(lambda: self._show_thumbs(view, top, maps, layer))
 
 
 def _atlas_panel(explainer: Any, store: Any, data: Any, x: Any) -> Any:

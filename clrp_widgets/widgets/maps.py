@@ -48,12 +48,13 @@ def top_channels(contrast: np.ndarray, n: int = 20) -> np.ndarray:
     """Indices of the ``n`` most positive and ``n`` most negative channels, by descending value.
 
     Channels that are neither (when there are more than 2n) are left out; with at most 2n channels
-    every channel is shown. Only strictly negative values count as "most negative".
+    every channel is shown. Only strictly positive values count as "most positive" and strictly
+    negative ones as "most negative": a zero channel is never shown as a top one.
     """
     order = np.argsort(-contrast, kind="stable")
     if len(order) <= 2 * n:
         return order
-    top = order[:n]
+    top = order[:n][contrast[order[:n]] > 0]
     bottom = [i for i in order[::-1][:n] if contrast[i] < 0][::-1]
     return np.concatenate([top, np.asarray(bottom, dtype=order.dtype)])
 

@@ -4,7 +4,10 @@ Front-end events (clicks, picker changes) must never block the kernel, and rapid
 show a stale map. ``LatestRunner.submit`` replaces any pending job and returns at once; a job
 publishes its results through ``Job.publish``, which only runs while that job is still the newest
 request. Superseded results are discarded; multi-stage jobs stop early once ``Job.current()`` is
-false.
+false, and :meth:`LatestRunner.cancel` makes the running job stale without starting a new one.
+
+Busy is raised under the same lock that the worker lowers it under, so the flag can never end up
+raised with nothing left to do (a submit racing the worker's last job).
 """
 
 from __future__ import annotations
@@ -59,9 +62,24 @@ class LatestRunner:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="clrp-runner", daemon=True)
                 self._thread.start()
+            self._on_busy(True)
             self._wake.notify_all()
-        self._on_busy(True)
         return self.latest
+
+    def cancel(self) -> bool:
+        """Drop pending work and make the running job stale (it stops at its next check).
+
+        Returns whether anything was cancelled.
+        """
+        with self._wake:
+            if self.idle:
+                return False
+            self.latest += 1
+            self._pending = None
+            if not self._running:
+                self._on_busy(False)
+            self._wake.notify_all()
+            return True
 
     def wait(self, timeout: float | None = 60.0) -> bool:
         """Block until every submitted request has been handled; False on timeout."""

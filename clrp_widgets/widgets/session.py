@@ -1,8 +1,10 @@
-"""``ExplainSession``: every computation the Explorer shows, cached per image.
+"""``ExplainSession``: every computation the Explorer shows, cached per image of its image set.
 
 The Explainer's engine caches the forward pass per input, so a new target, contrast or channel
 costs one backward pass; this session caches what the widgets show on top of that (result trees,
 decision maps, conditional and neuron maps), so a view that was seen before costs nothing.
+Any computation can be stopped part-way with ``stoppable(stop)`` (``engine/interrupt.py``); this
+session caches only finished results. Conditional maps are also computed in chunks.
 One lock serialises every computation: the engine's hooks must never run in two threads at once
 (the Explorer's worker, and e.g. an export button handled by the kernel's main thread).
 """
@@ -20,7 +22,10 @@ import numpy as np
 import torch
 import xarray as xr
 
+from clrp_widgets.engine.interrupt import Stopped, stoppable
 from clrp_widgets.results import node_name
+
+__all__ = ["ExplainSession", "Stopped", "View", "stoppable"]
 
 LRP_CONTRASTS = ("lrp", "clrp1", "clrp2", "sglrp", "pairwise")
 BASELINES = ("gradient", "gradient_x_input", "deconvnet", "guided_backprop", "gradcam")
@@ -38,6 +43,7 @@ class View:
     channels: tuple[int, ...] = ()
     pixel: tuple[int, int] | None = None
     neuron_mode: str = "decision"
+    image: int = 0
 
     @property
     def panel_contrast(self) -> str:
@@ -83,16 +89,22 @@ def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class ExplainSession:
-    """Cached explanations of one image ``x`` (1, C, H, W) with one Explainer per rules preset."""
+    """Cached explanations of images ``xs`` (each (1, C, H, W)), one Explainer per rules preset.
+
+    ``make_explainer(rules)`` builds an Explainer on first use (in the Explorer's worker, so the
+    widget displays before a big model is ready). ``xs`` may grow (uploads): append to it.
+    """
+
+    CHUNK = 4  # conditional maps per backward pass between two checks for a newer request
 
     def __init__(
         self,
         make_explainer: Callable[[str], Any],
-        x: torch.Tensor,
+        xs: list[torch.Tensor],
         explainers: dict[str, Any] | None = None,
     ) -> None:
         self._make = make_explainer
-        self.x = x
+        self.xs = xs
         self._explainers: dict[str, Any] = dict(explainers or {})
         self.lock = threading.RLock()
         self._trees = _Cache(12)
@@ -106,21 +118,33 @@ class ExplainSession:
             self._explainers[rules] = self._make(rules)
         return self._explainers[rules]
 
+    @property
+    def x(self) -> torch.Tensor:
+        """The first image (the Explorer of one image)."""
+        return self.xs[0]
+
     @_locked
-    def probs(self, rules: str) -> np.ndarray:
-        """Class probabilities (C,) of the image."""
-        key = ("probs", rules)
-        return self._maps.get(key, lambda: self.explainer(rules).predict(self.x).values[0])
+    def probs(self, rules: str, image: int = 0) -> np.ndarray:
+        """Class probabilities (C,) of image ``image``."""
+        key = ("probs", rules, image)
+        return self._maps.get(key, lambda: self.explainer(rules).predict(self.xs[image]).values[0])
+
+    def cached_probs(self, rules: str, image: int) -> np.ndarray | None:
+        """The probabilities if already computed (never computes)."""
+        return self._maps.items.get(("probs", rules, image))
 
     @_locked
     def tree(self, view: View) -> xr.DataTree:
         """The result tree of the view's target and panel contrast, capturing the view's layer."""
-        key = (view.rules, view.target, view.engine_contrast(), view.layer)
+        key = (view.image, view.rules, view.target, view.engine_contrast(), view.layer)
 
         def make() -> xr.DataTree:
             self.backward_calls += 1
             return self.explainer(view.rules).explain(
-                self.x, view.target, contrast=view.engine_contrast(), layers=[view.layer]
+                self.xs[view.image],
+                view.target,
+                contrast=view.engine_contrast(),
+                layers=[view.layer],
             )
 
         return self._trees.get(key, make)
@@ -131,12 +155,14 @@ class ExplainSession:
         if view.contrast in LRP_CONTRASTS:
             heat = self.tree(view)["input"]["heatmap"]
             return heat.sel(kind=view.kind).values[0]
-        key = ("baseline", view.rules, view.target, view.contrast)
+        key = ("baseline", view.image, view.rules, view.target, view.contrast)
 
         def make() -> np.ndarray:
             self.backward_calls += 1
             ex = self.explainer(view.rules)
-            return np.asarray(ex.baseline(self.x, view.target, view.contrast).values[0])
+            return np.asarray(
+                ex.baseline(self.xs[view.image], view.target, view.contrast).values[0]
+            )
 
         return self._maps.get(key, make)
 
@@ -146,31 +172,56 @@ class ExplainSession:
         node = self.tree(view)["layers"][node_name(view.layer)]
         return node.to_dataset().isel(sample=0)
 
-    @_locked
-    def conditional(self, view: View, channels: Sequence[int]) -> dict[int, np.ndarray]:
-        """Conditional (H, W) maps of ``channels`` at the view's layer; missing ones in one pass."""
-        base = ("conditional", view.rules, view.target, view.engine_contrast(), view.layer)
-        missing = [c for c in channels if (*base, c) not in self._maps.items]
-        if missing:
-            self.backward_calls += 1
-            ex = self.explainer(view.rules)
-            arr = ex.conditional(
-                self.x, view.target, view.layer, missing, contrast=view.engine_contrast()
-            )
-            values = np.asarray(arr.isel(sample=0).values)
-            for c, m in zip(missing, values, strict=True):
-                self._maps.get((*base, c), lambda m=m: m)
-        return {c: self._maps.get((*base, c), lambda: None) for c in channels}
+    def n_channels(self, view: View) -> int:
+        """Channels (or units) of the view's layer (computes the view's tree if needed)."""
+        rel = self.layer(view)["neuron_relevance"]
+        return int(rel.sizes[next(d for d in rel.dims if d != "kind")])
+
+    def conditional(
+        self, view: View, channels: Sequence[int], stop: Callable[[], bool] | None = None
+    ) -> dict[int, np.ndarray] | None:
+        """Conditional (H, W) maps of ``channels`` at the view's layer.
+
+        Missing maps are computed ``CHUNK`` channels per backward pass; between chunks the lock
+        is released and ``stop()`` is asked, so a newer request can take over (returns None).
+        """
+        base = (
+            "conditional",
+            view.image,
+            view.rules,
+            view.target,
+            view.engine_contrast(),
+            view.layer,
+        )
+        missing = [c for c in dict.fromkeys(channels) if (*base, c) not in self._maps.items]
+        for start in range(0, len(missing), self.CHUNK):
+            if stop is not None and stop():
+                return None
+            chunk = missing[start : start + self.CHUNK]
+            with self.lock:
+                self.backward_calls += 1
+                ex = self.explainer(view.rules)
+                arr = ex.conditional(
+                    self.xs[view.image],
+                    view.target,
+                    view.layer,
+                    chunk,
+                    contrast=view.engine_contrast(),
+                )
+                for c, m in zip(chunk, np.asarray(arr.isel(sample=0).values), strict=True):
+                    self._maps.get((*base, c), lambda m=m: m)
+        with self.lock:
+            return {c: self._maps.get((*base, c), lambda: None) for c in channels}
 
     @_locked
     def neuron(self, view: View, channel: int) -> np.ndarray:
         """The paper's neuron explanation: ``channel`` against the rest of its layer."""
-        key = ("neuron", view.rules, view.layer, channel)
+        key = ("neuron", view.image, view.rules, view.layer, channel)
 
         def make() -> np.ndarray:
             self.backward_calls += 1
             tree = self.explainer(view.rules).neuron(
-                self.x, view.layer, channel, contrast="layer", layers=None
+                self.xs[view.image], view.layer, channel, contrast="layer", layers=None
             )
             heat = tree["input"]["heatmap"]
             kind = "contrast" if "contrast" in heat["kind"].values else "target"
@@ -184,4 +235,5 @@ class ExplainSession:
         if view.neuron_mode == "neuron":
             return [self.neuron(view, c) for c in view.channels]
         maps = self.conditional(view, view.channels)
+        assert maps is not None  # no stop: always complete
         return [maps[c] for c in view.channels]

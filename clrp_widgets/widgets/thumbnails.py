@@ -61,7 +61,11 @@ class ThumbnailGrid(anywidget.AnyWidget):
 
     def _dispatch(self, _: Any, content: dict, buffers: list) -> None:
         if isinstance(content, dict) and content.get("event") == "thumb":
-            channel = int(content["channel"])
-            if channel in self.channels:
+            channel = content.get("channel")
+            if (
+                isinstance(channel, int)
+                and not isinstance(channel, bool)
+                and channel in self.channels
+            ):
                 for cb in self._callbacks:
                     cb(channel)

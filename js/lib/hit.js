@@ -31,3 +31,10 @@ export function markerBox(y, x, cssWidth, cssHeight, width, height) {
   const h = cssHeight / height;
   return { left: x * w, top: y * h, width: Math.max(w, 4), height: Math.max(h, 4) };
 }
+
+/** Centre (CSS pixels) and diameter of the ring that marks map pixel (y, x): never under `min`. */
+export function markerRing(y, x, cssWidth, cssHeight, width, height, min = 18) {
+  const w = cssWidth / width;
+  const h = cssHeight / height;
+  return { cx: (x + 0.5) * w, cy: (y + 0.5) * h, size: Math.max(min, 2 * Math.max(w, h) + 6) };
+}

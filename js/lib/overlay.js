@@ -9,7 +9,7 @@ export function washedGrey(r, g, b) {
 /**
  * Composite one map over an RGB image.
  *
- * The image is shown as a washed-out grey (so that the colours of the map stand out), and
+ * The image is shown as a washed-out grey by default (so that the colours of the map stand out), and
  * alpha = opacity * sqrt(|n|): zero relevance shows the grey image, the strongest relevance the
  * pure colour (at opacity 1). Without an image (or showImage false) the pure colour map is drawn.
  *
@@ -19,10 +19,11 @@ export function washedGrey(r, g, b) {
  * @param {"signed"|"positive"} o.mode
  * @param {number} o.opacity  0..1
  * @param {boolean} o.showImage
+ * @param {boolean} [o.colour]  the underlay in its own colours instead of washed-out grey
  * @param {number} [o.scale]  normalisation scale; defaults to mapScale(map, mode)
  * @returns {Uint8ClampedArray} height*width*4 RGBA bytes
  */
-export function composite({ map, image, mode, opacity, showImage, scale }) {
+export function composite({ map, image, mode, opacity, showImage, colour = false, scale }) {
   const s = scale ?? mapScale(map, mode);
   const lut = lutFor(mode);
   const n = map.length;
@@ -32,8 +33,11 @@ export function composite({ map, image, mode, opacity, showImage, scale }) {
     const v = normalise(map[i], mode, s);
     const k = lutIndex(v, mode) * 3;
     const a = blend ? opacity * Math.sqrt(Math.abs(v)) : 1;
-    const under = blend ? washedGrey(image[i * 3], image[i * 3 + 1], image[i * 3 + 2]) : 0;
-    for (let c = 0; c < 3; c++) out[i * 4 + c] = Math.round(under * (1 - a) + lut[k + c] * a);
+    const grey = blend && !colour ? washedGrey(image[i * 3], image[i * 3 + 1], image[i * 3 + 2]) : 0;
+    for (let c = 0; c < 3; c++) {
+      const under = blend ? (colour ? image[i * 3 + c] : grey) : 0;
+      out[i * 4 + c] = Math.round(under * (1 - a) + lut[k + c] * a);
+    }
     out[i * 4 + 3] = 255;
   }
   return out;

@@ -165,6 +165,14 @@ def test_explorer_clicks_in_jupyterlab(lab_server, page):
 
     # 5. a hostile class name renders as text, never as HTML
     hostile = page.locator(".hostile")
+    # Lab renders only cells near the viewport (windowed notebook): bring the last cell on screen
+    page.evaluate(
+        """async () => {
+          const nb = window.jupyterapp.shell.currentWidget.content;
+          nb.activeCellIndex = nb.widgets.length - 1;
+          await nb.scrollToItem(nb.activeCellIndex);
+        }"""
+    )
     hostile.locator(".clrp-main-map .clrp-heatmap[data-ready='1']").wait_for(timeout=60_000)
     assert EVIL in hostile.locator(".clrp-main-map figcaption").first.inner_text()
     assert EVIL in hostile.locator(".clrp-top5").inner_text()

@@ -6,6 +6,8 @@ Screenshots land in ``build/test-artifacts/export_*.png`` and ``voila_quickstart
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import sys
@@ -148,6 +150,59 @@ def test_exported_quickstart_renders_with_no_network(exported, page):
     assert page.locator(".bqplot rect.bar").count() > 0, "no bqplot bars drawn"
     fonts = _icon_font_states(page)  # the Explorer's buttons show icons
     assert "loaded" in fonts and "error" not in fonts, fonts
+
+
+def _snapshot_bytes(html: Path) -> int:
+    """Bytes of the embedded snapshot maps (base64-decoded) in an exported page's widget state."""
+    text = html.read_text(encoding="utf-8")
+    start = text.index('<script type="application/vnd.jupyter.widget-state+json">')
+    body = text[text.index(">", start) + 1 : text.index("</script>", start)]
+    state = json.loads(body)["state"]
+    return sum(
+        len(base64.b64decode(b["data"]))
+        for model in state.values()
+        for b in model.get("buffers", [])
+        if b["path"] == ["snapshot_maps"]
+    )
+
+
+@pytest.mark.skipif(not QUICKSTART.exists(), reason="notebooks/quickstart.ipynb is not there yet")
+def test_exported_quickstart_is_an_interactive_snapshot(exported, page):
+    """No kernel, no network: bar and thumbnail clicks still change the neuron view."""
+    html = exported("quickstart")
+    log = _open_offline(page, html, "export_snapshot_before.png")
+    assert 0 < _snapshot_bytes(html) <= 2_000_000
+    ex = page.locator(".clrp-explorer").first
+    banner = ex.locator(".clrp-snapshot-banner")
+    assert banner.count() == 1 and "snapshot" in banner.inner_text().lower()
+    # controls that need a kernel are disabled and say why
+    pickers = ex.locator("select")
+    assert pickers.count() >= 2
+    for i in range(pickers.count()):
+        assert pickers.nth(i).is_disabled()
+        assert "kernel" in pickers.nth(i).get_attribute("title")
+    view = ex.locator(".clrp-neuron-view .clrp-heatmap")
+    canvas = (
+        "() => [...document.querySelectorAll('.clrp-neuron-view canvas')].map(c => c.toDataURL())"
+    )
+    before = page.evaluate(canvas)
+    ex.locator(".clrp-thumbnails .clrp-thumb").nth(1).click()
+    ex.locator(".clrp-neuron-view .clrp-heatmap[data-snapshot-version='1']").wait_for(
+        timeout=10_000
+    )
+    after_thumb = page.evaluate(canvas)
+    assert after_thumb != before
+    thumb = int(ex.locator(".clrp-thumbnails .clrp-thumb").nth(1).get_attribute("data-channel"))
+    assert thumb in json.loads(view.get_attribute("data-channels"))
+    ex.locator(".clrp-neuron-bars .bargroup").nth(0).locator("rect.bar").first.click()
+    ex.locator(".clrp-neuron-view .clrp-heatmap[data-snapshot-version='2']").wait_for(
+        timeout=10_000
+    )
+    assert page.evaluate(canvas) != after_thumb
+    assert len(json.loads(view.get_attribute("data-channels"))) in (1, 2)
+    ex.screenshot(path=str(ARTIFACTS / "export_snapshot_clicked.png"))
+    assert log.requests == [], "the page tried the network"
+    assert log.errors == []
 
 
 def test_exported_widgets_render_offline_and_labels_stay_text(exported, page):

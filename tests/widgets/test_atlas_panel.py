@@ -30,7 +30,7 @@ def explorer(atlas):
     target = int(np.flatnonzero(scenes.labels.values[0])[0])
     return cw.Explorer(
         bundle, scenes.tensor()[0], target=target, layer=LAYER, atlas=store, data=scenes
-    )
+    ).wait()
 
 
 def click(button) -> None:

@@ -104,11 +104,11 @@ def test_neuron_bars_group_kinds_and_map_clicks_to_channels():
     chart.show([7, 0, 4], series, "layer x")
     assert chart.bars.x.tolist() == ["c7", "c0", "c4"]
     assert np.asarray(chart.bars.y).shape == (3, 3)
-    assert list(chart.bars.labels) == ["target", "dual", "contrast"]
+    assert list(chart.bars.labels) == ["target", "dual", "contrast = target − dual"]
     picked = []
-    chart.on_click(picked.append)
+    chart.on_click(lambda channel, layer: picked.append((channel, layer)))
     bar_click(chart.bars, 2)
-    assert picked == [4]
+    assert picked == [(4, None)]
     chart.select([4, 7])
     assert sorted(chart.bars.selected) == [0, 2]
 
@@ -120,6 +120,9 @@ def test_top_channels_takes_both_ends():
     assert len(shown) == 30 and shown[-1] == 0 and all(values[shown[20:]] < 0)
     small = np.array([1.0, -3, 2])
     assert top_channels(small, n=20).tolist() == [2, 0, 1]
+    sparse = np.zeros(50)
+    sparse[[4, 9]], sparse[7] = [2.0, 1.0], -1.0  # mostly dead channels
+    assert top_channels(sparse, n=20).tolist() == [4, 9, 7]  # no zero one among the "top"
 
 
 def test_neurons_at_maps_pixels_to_layer_cells_and_their_neighbours():

@@ -35,7 +35,7 @@ EXACT = {"resnet50"}
 def explorer(request: pytest.FixtureRequest) -> Explorer:
     case = build(request.param, size=MODELS[request.param], dtype=torch.float32)
     ex = cw.Explainer(case.model, input_bounds=BOUNDS)
-    explorer = Explorer(ex, case.x[0])
+    explorer = Explorer(ex, case.x[0]).wait()
     explorer.model_name = request.param
     return explorer
 

@@ -1,0 +1,56 @@
+"""Names the Explorer shows: contrasts, layers with their type, and units (channel, unit, class)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+CONTRASTS = [
+    ("LRP", "lrp"),
+    ("CLRP1 (rather than all other classes)", "clrp1"),
+    ("CLRP2 (rather than not the class)", "clrp2"),
+    ("SGLRP", "sglrp"),
+    ("rather than class B", "pairwise"),
+    ("gradient", "gradient"),
+    ("gradient × input", "gradient_x_input"),
+    ("DeConvNet", "deconvnet"),
+    ("Guided BP", "guided_backprop"),
+    ("Grad-CAM", "gradcam"),
+]
+CONTRAST_NAMES = {v: k for k, v in CONTRASTS}
+CONTRAST_TIPS = {
+    "lrp": "LRP: relevance of the target class alone (kind 'target')",
+    "clrp1": "CLRP1: target relevance minus the relevance of all other classes together",
+    "clrp2": "CLRP2: target relevance minus the relevance of 'not the target class'",
+    "sglrp": "SGLRP: target minus the other classes weighted by their softmax probability",
+    "pairwise": "target relevance minus the relevance of class B",
+}
+
+
+class UnitNames:
+    """How one layer's units are called: ``c<i>`` channels, ``u<i>`` dense units, or classes.
+
+    The output layer (the last layer, one unit per class) names its units by class.
+    """
+
+    def __init__(self, kind: str, class_names: Sequence[str] = ()) -> None:
+        self.kind = kind  # "channel" | "unit" | "class"
+        self.class_names = list(class_names)
+
+    @classmethod
+    def of(
+        cls, layer_type: str, is_last: bool, n_units: int | None, class_names: Sequence[str]
+    ) -> UnitNames:
+        """Units of a layer of type ``layer_type`` (e.g. "Linear"); ``n_units`` when known."""
+        if is_last and (n_units is None or n_units == len(class_names)) and class_names:
+            return cls("class", class_names)
+        return cls("unit" if layer_type == "Linear" else "channel")
+
+    def label(self, unit: int) -> str:
+        """The short label of unit ``unit``."""
+        if self.kind == "class" and 0 <= unit < len(self.class_names):
+            return self.class_names[unit]
+        return f"{'u' if self.kind == 'unit' else 'c'}{unit}"
+
+    def plural(self) -> str:
+        """ "channels", "units" or "classes"."""
+        return {"class": "classes", "unit": "units"}.get(self.kind, "channels")
