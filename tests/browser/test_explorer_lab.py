@@ -24,6 +24,7 @@ import json, pathlib
 import numpy as np
 from clrp_widgets.widgets.maps import neurons_at
 explorer.add_class("under-test")
+explorer.wait()  # the Explorer displays at once and fills in; record from its first view on
 _log = pathlib.Path("explorer_state.jsonl")
 _keys = ("target", "contrast", "rules", "layer", "channels", "pixel", "neuron_mode", "map_version")
 
@@ -108,7 +109,8 @@ def test_explorer_clicks_in_jupyterlab(lab_server, page):
     # 1. a neuron bar: its conditional map appears, in the DOM and in the kernel
     groups = ut.locator(".clrp-neuron-bars .bargroup")
     groups.nth(2).locator("rect.bar").first.dispatch_event("click")
-    single = ut.locator(".clrp-neuron-view .clrp-heatmap[data-view='single']")
+    # the view may say "single" while its map is still computing; wait for the panel itself
+    single = ut.locator(".clrp-neuron-view .clrp-heatmap[data-view='single'][data-panels='1']")
     single.wait_for(timeout=30_000)
     first = _data(single, "channels")
     state = _kernel_state(log, lambda s: len(s["channels"]) == 1)
@@ -158,7 +160,10 @@ def test_explorer_clicks_in_jupyterlab(lab_server, page):
         _kernel_state(log, lambda s: s["contrast"] == "clrp2")["map_version"] > start["map_version"]
     )
 
-    assert main.get_attribute("data-busy") == "0"  # no progress bar left behind
+    # the thumbnails follow the main map; then no progress bar is left behind
+    ut.locator(".clrp-main-map .clrp-heatmap[data-ready='1'][data-busy='0']").wait_for(
+        timeout=60_000
+    )
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     ut.screenshot(path=str(ARTIFACTS / "explorer_lab.png"))
     page.screenshot(path=str(ARTIFACTS / "explorer_lab_page.png"), full_page=True)
