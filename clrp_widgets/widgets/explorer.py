@@ -19,7 +19,8 @@ view that worked, so it never poisons the next one.
 
 DOM hooks (for styling and browser tests): the parts carry the classes ``clrp-top5``,
 ``clrp-main-map``, ``clrp-neuron-view``, ``clrp-neuron-bars``, ``clrp-thumbnails``,
-``clrp-gallery``, ``clrp-cancel`` and ``clrp-progress``; the canvas widgets set ``data-ready="1"``
+``clrp-gallery``, ``clrp-upload``, ``clrp-note``, ``clrp-cancel`` and ``clrp-progress``; the canvas
+widgets set ``data-ready="1"``
 once drawn and mirror the shown state (``state``: target, contrast, class_b, rules, layer,
 channels, pixel, neuron_mode, image, map_version, stage, error).
 """
@@ -504,6 +505,8 @@ class Explorer(PanelsMixin, ExportMixin, w.VBox):
             (self.thumbs, "clrp-thumbnails"),
             (self.cancel_button, "clrp-cancel"),
             (self.progress, "clrp-progress"),
+            (self.note, "clrp-note"),
+            (self.upload, "clrp-upload"),
         ]:
             widget.add_class(name)  # stable hooks for styling and browser tests
         pickers = w.VBox(

@@ -1,18 +1,24 @@
-"""``GalleryStrip``: the Explorer's image set as a strip of small pictures, one page at a time.
+"""``GalleryStrip``: the Explorer's image set as a strip of small pictures, one page at a time
+(anywidget; ``js/gallery.js``).
 
-Each picture carries its label and, once known, the model's prediction. A click (or ◀ ▶) calls
-``on_select(index)``; only the shown page is built, so a set of thousands stays light. Labels
-are plain widget text, never HTML.
+Each picture carries its label and, once known, the model's prediction. A click, ◀ ▶ or the
+← → keys call ``on_select(index)``; only the shown page is sent, so a set of thousands stays
+light. Labels are drawn as text, never HTML.
 """
 
 from __future__ import annotations
 
+import base64
 import io
 from collections.abc import Callable, Sequence
+from typing import Any
 
-import ipywidgets as w
+import anywidget
 import numpy as np
+import traitlets as t
 from PIL import Image
+
+from clrp_widgets.widgets._static import STYLE, bundle
 
 
 def png_thumbnail(rgb: np.ndarray, size: int = 64) -> bytes:
@@ -24,79 +30,95 @@ def png_thumbnail(rgb: np.ndarray, size: int = 64) -> bytes:
     return out.getvalue()
 
 
-class GalleryStrip(w.VBox):
-    """Pages of ``per_page`` pictures with their labels; the selected one is highlighted."""
+class GalleryStrip(anywidget.AnyWidget):
+    """Pages of ``per_page`` pictures with their captions; the selected one is highlighted.
 
-    def __init__(self, thumbnail: Callable[[int], bytes], per_page: int = 8) -> None:
+    Parameters
+    ----------
+    thumbnail
+        ``thumbnail(index)`` gives image ``index`` as PNG bytes (called for the shown page only).
+    per_page
+        Pictures per page.
+    """
+
+    _esm = bundle("gallery")
+    _css = STYLE
+
+    pictures = t.List(t.Unicode()).tag(sync=True)
+    captions = t.List(t.Unicode()).tag(sync=True)
+    indices = t.List(t.Int()).tag(sync=True)
+    selected = t.Int(0).tag(sync=True)
+    total = t.Int(0).tag(sync=True)
+
+    def __init__(self, thumbnail: Callable[[int], bytes], per_page: int = 8, **kw: Any) -> None:
+        super().__init__(**kw)
         self._thumbnail = thumbnail
         self.per_page = per_page
         self.labels: list[str] = []
         self.predictions: dict[int, str] = {}
-        self.selected = 0
         self._callbacks: list[Callable[[int], None]] = []
-        self.prev_button = w.Button(
-            description="◀", tooltip="previous image", layout={"width": "40px"}
-        )
-        self.next_button = w.Button(description="▶", tooltip="next image", layout={"width": "40px"})
-        self.prev_button.on_click(lambda _: self._step(-1))
-        self.next_button.on_click(lambda _: self._step(1))
-        self.position = w.Label("")
-        self.items = w.HBox(layout={"flex_flow": "row wrap"})
-        super().__init__([w.HBox([self.prev_button, self.position, self.next_button]), self.items])
         self.add_class("clrp-gallery")
+        self.on_msg(self._dispatch)
 
     def set_images(self, labels: Sequence[str], selected: int = 0) -> None:
         """Show a set of ``len(labels)`` images (labels may be "")."""
         self.labels = [str(s) for s in labels]
-        self.selected = selected
-        self._draw()
+        self._draw(selected)
 
     def set_prediction(self, index: int, text: str) -> None:
         """Add the model's prediction to image ``index``'s caption."""
         self.predictions[index] = text
-        if self._page(index) == self._page(self.selected):
-            self._draw()
+        if index in self.indices:
+            self.captions = [self.caption(i) for i in self.indices]
 
     def select(self, index: int) -> None:
         """Highlight image ``index`` (turning the page if needed)."""
-        self.selected = index
-        self._draw()
+        self._draw(index)
 
     def on_select(self, callback: Callable[[int], None]) -> None:
         """Call ``callback(index)`` when the user picks an image."""
         self._callbacks.append(callback)
 
-    def _page(self, index: int) -> int:
-        return index // self.per_page
-
-    def _step(self, step: int) -> None:
+    def step(self, step: int) -> None:
+        """Pick the image ``step`` places on (wrapping around the set), as ◀ ▶ do."""
         if self.labels:
             self._pick((self.selected + step) % len(self.labels))
 
-    def _pick(self, index: int) -> None:
-        for cb in self._callbacks:
-            cb(index)
-
-    def _caption(self, i: int) -> str:
+    def caption(self, i: int) -> str:
+        """Image ``i``'s caption: its number, label and prediction."""
         parts = [f"{i + 1}", self.labels[i] if i < len(self.labels) else ""]
         if i in self.predictions:
             parts.append(f"→ {self.predictions[i]}")
         return " ".join(p for p in parts if p)
 
-    def _draw(self) -> None:
+    def _pick(self, index: int) -> None:
+        for cb in self._callbacks:
+            cb(index)
+
+    def _dispatch(self, _: Any, content: Any, buffers: Any = None) -> None:
+        """Front-end events; malformed content is ignored (a hostile page cannot raise here)."""
+        if not isinstance(content, dict):
+            return
+        event, n = content.get("event"), len(self.labels)
+        if event == "step" and content.get("step") in (-1, 1):
+            self.step(int(content["step"]))
+        elif event == "pick" and type(content.get("index")) is int and 0 <= content["index"] < n:
+            self._pick(int(content["index"]))
+
+    def _draw(self, selected: int) -> None:
         n = len(self.labels)
-        self.layout.display = None if n > 1 else "none"
-        start = self._page(self.selected) * self.per_page
-        items = []
-        for i in range(start, min(n, start + self.per_page)):
-            picture = w.Image(value=self._thumbnail(i), format="png", layout={"width": "64px"})
-            button = w.Button(
-                description=self._caption(i),
-                tooltip=self._caption(i),
-                button_style="info" if i == self.selected else "",
-                layout={"width": "140px"},
-            )
-            button.on_click(lambda _, i=i: self._pick(i))
-            items.append(w.VBox([picture, button], layout={"align_items": "center"}))
-        self.items.children = items
-        self.position.value = f"image {self.selected + 1} of {n}"
+        start = selected // self.per_page * self.per_page if n else 0
+        shown = list(range(start, min(n, start + self.per_page)))
+        if shown != list(self.indices) or n != self.total:
+            pictures = [
+                "data:image/png;base64," + base64.b64encode(self._thumbnail(i)).decode()
+                for i in shown
+            ]
+        else:
+            pictures = list(self.pictures)
+        with self.hold_sync():
+            self.pictures = pictures
+            self.indices = shown
+            self.captions = [self.caption(i) for i in shown]
+            self.total = n
+            self.selected = selected

@@ -161,7 +161,12 @@ class PanelsMixin:
         mean = self._dataset_mean(view)
         if mean is not None:
             series["data-set mean"] = mean[shown]
-        what = "LRP" if view.kind == "target" else f"{view.panel_contrast.upper()} contrast"
+        if view.kind == "target":
+            what = "LRP"
+        elif view.panel_contrast == "pairwise":
+            what = f"contrast against {self.class_names[view.class_b]}"
+        else:
+            what = f"{view.panel_contrast.upper()} contrast"
         self.bars.show(
             shown,
             series,

@@ -30,11 +30,22 @@ JSON = st.recursive(
     max_leaves=12,
 )
 SMALL = st.integers(min_value=-3, max_value=40) | JSON
-EVENTS = ["pixel", "neuron", "thumb", "page", "download", "element_click", "key", "nonsense"]
+EVENTS = [
+    "pixel",
+    "neuron",
+    "thumb",
+    "page",
+    "pick",
+    "download",
+    "element_click",
+    "key",
+    "nonsense",
+]
 MESSAGES = JSON | st.fixed_dictionaries(
     {"event": st.sampled_from(EVENTS)},
     optional={
         "channel": SMALL,
+        "index": SMALL,
         "layer": st.sampled_from(["features.0", "features.3", "classifier.1"]) | JSON,
         "y": SMALL,
         "x": SMALL,
@@ -55,7 +66,7 @@ def explorer() -> Explorer:
 
 def handlers(ex: Explorer):
     """(widget, callback) for every custom-message handler the Explorer's widgets run."""
-    for widget in (ex.heatmap, ex.neuron_view, ex.thumbs):
+    for widget in (ex.heatmap, ex.neuron_view, ex.thumbs, ex.gallery):
         for cb in widget._msg_callbacks.callbacks:
             yield widget, lambda content, w=widget, cb=cb: cb(w, content, [])
     for mark in (ex.top5.bars, ex.top5.track, ex.bars.bars):

@@ -15,6 +15,7 @@ from widget_messages import custom
 
 import clrp_widgets as cw
 from clrp_widgets.widgets.explorer import Explorer
+from clrp_widgets.widgets.gallery import GalleryStrip, png_thumbnail
 from clrp_widgets.widgets.sources import image_set
 
 
@@ -32,7 +33,8 @@ def batch():
 def test_a_batch_pages_without_rebuilding_the_widget(explainer, batch):
     ex = Explorer(explainer, batch).wait()
     heatmap, children = ex.heatmap, ex.children
-    assert ex.gallery.position.value == "image 1 of 4" and len(ex.gallery.items.children) == 4
+    assert (ex.gallery.total, ex.gallery.selected, ex.gallery.indices) == (4, 0, [0, 1, 2, 3])
+    assert all(p.startswith("data:image/png;base64,") for p in ex.gallery.pictures)
     for i in (1, 3):
         ex.select(image=i)
         probs = explainer.predict(batch[i]).values[0]
@@ -45,11 +47,39 @@ def test_a_batch_pages_without_rebuilding_the_widget(explainer, batch):
     assert ex.heatmap is heatmap and ex.children == children
     custom(ex.heatmap, {"event": "page", "step": 1})  # PageDown / Alt+→ on the map
     ex.wait()
-    assert ex.image == 0 and ex.gallery.position.value == "image 1 of 4"
-    ex.gallery.items.children[2].children[1].click()  # a picture's button in the strip
+    assert ex.image == 0 and ex.gallery.selected == 0
+    custom(ex.gallery, {"event": "pick", "index": 2})  # a picture in the strip
     ex.wait()
-    assert ex.image == 2 and ex.gallery.items.children[2].children[1].button_style == "info"
-    assert "→" in ex.gallery.items.children[2].children[1].description  # its prediction
+    assert ex.image == 2 and ex.gallery.selected == 2
+    assert "→" in ex.gallery.captions[2]  # its prediction
+    custom(ex.gallery, {"event": "step", "step": -1})  # ← on the strip
+    ex.wait()
+    assert ex.image == 1 and ex.gallery.selected == 1
+
+
+def test_the_gallery_pages_and_ignores_malformed_messages():
+    picked: list[int] = []
+    strip = GalleryStrip(lambda i: png_thumbnail(np.full((8, 8, 3), i, np.uint8)), per_page=3)
+    strip.on_select(lambda i: (picked.append(i), strip.select(i)))
+    strip.set_images([f"img{i}" for i in range(7)], selected=0)
+    assert strip.indices == [0, 1, 2] and strip.captions[1] == "2 img1"
+    for bad in [
+        None,
+        [],
+        {"event": "pick", "index": 7},
+        {"event": "pick", "index": True},
+        {"event": "step", "step": 5},
+        {"event": "step"},
+        {"event": 3},
+    ]:
+        custom(strip, bad)
+    assert picked == []
+    custom(strip, {"event": "step", "step": -1})  # wraps to the last page
+    assert picked == [6] and strip.indices == [6] and strip.selected == 6
+    custom(strip, {"event": "step", "step": 1})
+    assert picked == [6, 0] and strip.indices == [0, 1, 2]
+    strip.set_prediction(1, "disk 97%")
+    assert strip.captions[1] == "2 img1 → disk 97%"
 
 
 def test_scenes_xarray_and_folders_carry_labels(tmp_path):
