@@ -5,13 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import nbformat
 from nbconvert.exporters import HTMLExporter
+from nbconvert.preprocessors import ExecutePreprocessor
 from nbformat import NotebookNode
 from traitlets import default
 
 from clrp_widgets.export.assets import html_manager_js, require_js, widget_module_scripts
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+# Run after the notebook's cells: Explorers compute in the background, so the saved widget state
+# is consistent only once they are idle (a no-op when the notebook made none).
+WAIT_FOR_EXPLORERS = (
+    "import sys as _sys\n"
+    "if 'clrp_widgets.widgets.explorer' in _sys.modules:\n"
+    "    _sys.modules['clrp_widgets.widgets.explorer'].wait_for_explorers()"
+)
 
 
 class ClrpHTMLExporter(HTMLExporter):
@@ -40,9 +49,19 @@ class ClrpHTMLExporter(HTMLExporter):
         """Run the preprocessors (``--execute`` among them), then gather the inlined runtime.
 
         It is gathered here, after execution, because only then does the notebook hold the
-        widget state that says which widget modules the page needs.
+        widget state that says which widget modules the page needs. When the notebook is
+        executed, a last cell waits for its Explorers to be idle, so the saved state shows
+        finished views; that cell is not exported.
         """
+        executes = any(
+            isinstance(p, ExecutePreprocessor) and p.enabled for p in self._preprocessors
+        )
+        if executes:
+            nb = nbformat.from_dict(nb)  # a copy: the caller's notebook is left as it was
+            nb.cells.append(nbformat.v4.new_code_cell(WAIT_FOR_EXPLORERS))
         nb, resources = super()._preprocess(nb, resources)
+        if executes:
+            nb.cells.pop()
         has_widgets = "widgets" in nb.metadata
         resources["clrp_offline"] = {
             "require_js": require_js(),

@@ -13,17 +13,10 @@ from nbformat import NotebookNode
 
 from clrp_widgets.engine.errors import CLRPError, InputError
 from clrp_widgets.export.assets import WIDGET_STATE_MIME
-from clrp_widgets.export.exporter import ClrpHTMLExporter
+from clrp_widgets.export.exporter import WAIT_FOR_EXPLORERS, ClrpHTMLExporter
 from clrp_widgets.results.files import write_atomic
 
 WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
-# Run after the notebook's cells: Explorers compute in the background, so the saved widget state
-# is consistent only once they are idle (a no-op when the notebook made none).
-WAIT_FOR_EXPLORERS = (
-    "import sys as _sys\n"
-    "if 'clrp_widgets.widgets.explorer' in _sys.modules:\n"
-    "    _sys.modules['clrp_widgets.widgets.explorer'].wait_for_explorers()"
-)
 
 
 class NotebookExecutionError(CLRPError, RuntimeError):

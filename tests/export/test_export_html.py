@@ -117,6 +117,30 @@ def test_nbconvert_entry_point_writes_a_self_contained_page(tmp_path):
     assert WIDGET_STATE_MIME in html
 
 
+@pytest.mark.slow
+def test_nbconvert_execute_waits_for_the_explorer_to_finish(tmp_path):
+    cells = [
+        "import clrp_widgets as cw\n"
+        "explorer = cw.Explorer(cw.load_model('shapes'), cw.scenes(1, seed=0).tensor()[0])\n"
+        "explorer"
+    ]
+    notebook = _write_notebook(tmp_path / "explorer.ipynb", cells)
+    subprocess.run(
+        [sys.executable, "-m", "nbconvert", "--to=clrp_html", "--execute", str(notebook)],
+        check=True,
+        capture_output=True,
+    )
+    page = BeautifulSoup((tmp_path / "explorer.html").read_text(encoding="utf-8"), "html.parser")
+    state = json.loads(page.select_one(f"script[type='{WIDGET_STATE_MIME}']").string)["state"]
+    states = [m["state"] for m in state.values()]
+    thumbs = [s for s in states if "thumb_size" in s]
+    heatmaps = [s for s in states if "panel_titles" in s]
+    assert thumbs and thumbs[0]["channels"] and not thumbs[0]["busy"]  # the last stage ran
+    assert len(heatmaps) == 2 and all(h["state"]["map_version"] >= 1 for h in heatmaps)
+    assert not any(h["busy"] for h in heatmaps)
+    assert "WAIT_FOR_EXPLORERS" not in page.text and "wait_for_explorers" not in page.text
+
+
 def test_notebook_without_widgets_inlines_no_widget_runtime(tmp_path):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
     html, _ = ClrpHTMLExporter().from_notebook_node(nb)
