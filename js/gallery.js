@@ -59,7 +59,6 @@ function render({ model, el }) {
       if (snapshot) b.title = NEEDS_KERNEL;
     }
     mirrorState(root, { selected, total, page: indices });
-    root.dataset.ready = "1";
   }
 
   model.on("change:pictures change:captions change:indices change:selected change:total", draw);
