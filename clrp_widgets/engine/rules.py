@@ -354,10 +354,13 @@ def expand_bound(bound: float | Tensor, a: Tensor) -> Tensor:
 def _transposes(
     op: LinearOp, s: Tensor, weights: list[Tensor], in_shape: torch.Size
 ) -> list[Tensor]:
-    """``[op.transpose(s, w) for w in weights]``, as one call on stacked weights where possible."""
-    if op.is_conv and op.groups != 1:
+    """``[op.transpose(s, w) for w in weights]``, as one call on stacked weights for convolutions
+    without groups. A Linear layer's transpose is a matmul that reads each weight once anyway, so
+    stacking would only add a copy of every weight per backward pass (most of the time of a
+    ConvNeXt's or ViT's MLP layers at small batch)."""
+    if not op.is_conv or op.groups != 1:
         return [op.transpose(s, w, in_shape) for w in weights]
     stacked = torch.cat(weights, dim=1)
     n = weights[0].shape[1]
-    shape = torch.Size((*in_shape[:1], n * len(weights), *in_shape[2:])) if op.is_conv else in_shape
-    return list(op.transpose(s, stacked, shape).split(n, dim=1 if op.is_conv else -1))
+    shape = torch.Size((*in_shape[:1], n * len(weights), *in_shape[2:]))
+    return list(op.transpose(s, stacked, shape).split(n, dim=1))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torchvision
 from engine_nets import make_cnn, make_input
 from torch import nn
 from zennit import composites as zc
@@ -12,6 +11,7 @@ from zennit import rules as zr
 from zennit.attribution import Gradient
 from zennit.types import Activation, AvgPool, Convolution
 from zennit.types import Linear as ZLinear
+from zoo_models import construct
 
 import clrp_widgets as cw
 from clrp_widgets.engine import RelevanceEngine
@@ -130,7 +130,9 @@ def test_clrp_matches_two_pass_zennit():
 @pytest.mark.slow
 def test_vgg16_zero_bias_matches_zennit():
     torch.manual_seed(0)
-    model = torchvision.models.vgg16()
+    # torchvision's VGG16, its hidden classifier layers 512 wide instead of 4096 (zoo_models):
+    # the same layers, rules and names; filling 120M classifier weights took most of the test
+    model = construct("vgg16", classes=1000, hidden=512)
     with torch.no_grad():
         for module in model.modules():
             if getattr(module, "bias", None) is not None:
