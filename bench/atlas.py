@@ -13,8 +13,11 @@
    relevance in ``neuron_stats``); the share of its top-8 references (over all samples, no
    ``target=``) whose scene holds the class, by contrast, relevance and activation. Untuned.
 4. Against zennit-crp's FeatureVisualization (``--crp-python``, its own virtualenv): the same
-   samples, one process, relevance sum per channel (``bench/atlas_crp.py``); the time ratio and
-   the overlap of the RelMax top-8 sets with ``by="relevance"`` per channel of the last conv.
+   samples, one process, relevance sum per channel (``bench/atlas_crp.py``), one run after each
+   with/without pair (interleaved); the time ratio of the medians and the overlap of the RelMax
+   top-8 sets with ``by="relevance"`` per channel of the last conv.
+
+The 1-minute load average is recorded before every timed run (the machine may be shared).
 """
 
 from __future__ import annotations
@@ -97,42 +100,53 @@ def purity(store: Path, scenes: object) -> dict:
     return rows
 
 
-def crp_compare(crp_python: Path, store: Path, scenes: object, ours_s: float) -> dict:
-    """Run bench/atlas_crp.py in the CRP virtualenv; overlap of top-8 sets per channel."""
+def crp_inputs(scenes: object, folder: Path) -> Path:
+    """The model's weights and the store's samples, saved for bench/atlas_crp.py."""
     import torch
 
     import clrp_widgets as cw
-    from clrp_widgets.scale import reference_samples
     from clrp_widgets.scale.data import sample_table
 
     table = sample_table(scenes)
-    with tempfile.TemporaryDirectory() as tmp:
-        samples, out = Path(tmp) / "samples.pt", Path(tmp) / "crp.json"
-        torch.save(
-            {
-                "state_dict": cw.load_model("shapes").model.state_dict(),
-                "images": table.images,
-                "image": torch.from_numpy(table.image),
-                "target": torch.from_numpy(table.target),
-            },
-            samples,
-        )
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-        script = str(ROOT / "bench" / "atlas_crp.py")
-        subprocess.run([str(crp_python), script, str(samples), str(out)], env=env, check=True)
-        crp = json.loads(out.read_text())
+    samples = folder / "samples.pt"
+    torch.save(
+        {
+            "state_dict": cw.load_model("shapes").model.state_dict(),
+            "images": table.images,
+            "image": torch.from_numpy(table.image),
+            "target": torch.from_numpy(table.target),
+        },
+        samples,
+    )
+    return samples
+
+
+def run_crp(crp_python: Path, samples: Path) -> dict:
+    """One run of bench/atlas_crp.py in the CRP virtualenv: its seconds and RelMax top-8s."""
+    out = samples.with_name(f"crp-{time.time_ns()}.json")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    script = str(ROOT / "bench" / "atlas_crp.py")
+    subprocess.run([str(crp_python), script, str(samples), str(out)], env=env, check=True)
+    return json.loads(out.read_text())
+
+
+def crp_compare(store: Path, runs: list[dict], ours: list[float]) -> dict:
+    """Time ratio (medians of the interleaved runs) and overlap of the top-8 sets per channel."""
+    from clrp_widgets.scale import reference_samples
+
     overlaps = []
-    for channel, theirs in enumerate(crp["top"]):
-        ours = reference_samples(store, LAYER, channel, by="relevance", k=K)["sample"].values
-        overlaps.append(len(set(ours.tolist()) & set(theirs)) / K)
+    for channel, theirs in enumerate(runs[0]["top"]):
+        mine = reference_samples(store, LAYER, channel, by="relevance", k=K)["sample"].values
+        overlaps.append(len(set(mine.tolist()) & set(theirs)) / K)
+    crp_s, ours_s = (statistics.median(t) for t in ([r["seconds"] for r in runs], ours))
     return {
-        "crp_seconds": crp["seconds"],
-        "ours_seconds": ours_s,
-        "time_ratio_crp_over_ours": crp["seconds"] / ours_s,
+        "crp_seconds": [r["seconds"] for r in runs],
+        "time_ratio_crp_over_ours": crp_s / ours_s,
+        "same_top_every_run": all(r["top"] == runs[0]["top"] for r in runs),
         "overlap_mean": float(np.mean(overlaps)),
         "overlap_min": float(np.min(overlaps)),
         "channels_identical": int(sum(o == 1.0 for o in overlaps)),
-        "composite": crp["composite"],
+        "composite": runs[0]["composite"],
     }
 
 
@@ -154,24 +168,34 @@ def main() -> None:
     result["load_before"] = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         folder, store = Path(tmp), Path(tmp) / "atlas.zarr"
-        seconds: dict[str, list[float]] = {"with": [], "without": []}
-        for repeat in range(args.repeats):
+        samples = None if args.crp_python is None else crp_inputs(scenes, folder)
+        seconds: dict[str, list[float]] = {"with": [], "without": [], "crp": []}
+        loads: dict[str, list[float]] = {"with": [], "without": [], "crp": []}
+        crp_runs: list[dict] = []
+        for repeat in range(args.repeats):  # interleaved: with, without, CRP, with, ...
             keep = store if repeat == 0 else None
+            loads["with"].append(os.getloadavg()[0])
             seconds["with"].append(timed_run(ROOT, args.scenes, args.chunk, folder, keep))
             if args.without is not None:
+                loads["without"].append(os.getloadavg()[0])
                 seconds["without"].append(
                     timed_run(args.without, args.scenes, args.chunk, folder, None)
                 )
-            print(json.dumps(seconds), flush=True)
+            if samples is not None:
+                loads["crp"].append(os.getloadavg()[0])
+                crp_runs.append(run_crp(args.crp_python, samples))
+                seconds["crp"].append(crp_runs[-1]["seconds"])
+            print(json.dumps({"seconds": seconds, "load_1min_before": loads}), flush=True)
         result["explain_seconds"] = seconds
+        result["load_1min_before_each"] = loads
         if seconds["without"]:
             with_, without = (statistics.median(seconds[k]) for k in ("with", "without"))
             result["summary_overhead"] = with_ / without - 1
+        result["load_before_queries"] = os.getloadavg()[0]
         result["query_ms"] = query_times(store)
         result["purity"] = purity(store, scenes)
-        if args.crp_python is not None:
-            ours = min(seconds["with"])
-            result["crp"] = crp_compare(args.crp_python, store, scenes, ours)
+        if crp_runs:
+            result["crp"] = crp_compare(store, crp_runs, seconds["with"])
     result["load_after"] = os.getloadavg()[0]
     text = json.dumps(result, indent=2)
     print(text)

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from clrp_widgets.engine.errors import ConfigError
+from clrp_widgets.engine.hookids import reserve_hook_ids
 from clrp_widgets.engine.validation import (
     check_input,
     check_layer,
@@ -71,6 +72,7 @@ def _modified_relus(model: nn.Module, guided: bool) -> Iterator[None]:
         return _ModifiedReLU.apply(pending[id(module)].pop(), guided)
 
     try:
+        reserve_hook_ids(model)
         for module in model.modules():
             if isinstance(module, nn.ReLU):
                 handles.append(module.register_forward_pre_hook(keep_input))
@@ -202,6 +204,7 @@ def gradcam(
         return output.clone()  # a later in-place ReLU must not overwrite the kept activation
 
     with eval_semantics(model), torch.enable_grad():
+        reserve_hook_ids(model)
         handle = modules[name].register_forward_hook(keep_output)
         try:
             logits = model(x.detach().clone().requires_grad_(True))

@@ -18,6 +18,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from .canonizers import merge_batchnorm
 from .errors import UnsupportedLayerError
+from .hookids import reserve_hook_ids
 from .opnodes import Alias
 from .ops import LINEAR_TYPES, LinearOp
 from .optable import GATE_MODULES
@@ -177,6 +178,7 @@ class ForwardRecorder:
 
     def __enter__(self) -> ForwardRecorder:
         try:
+            reserve_hook_ids(self.model)
             for name, module in self.model.named_modules():
                 rule_leaf = name in self.modules
                 self._handles.append(

@@ -28,7 +28,9 @@ from clrp_widgets.scale.atlas import checked_table, maps_for, reference_samples
 from clrp_widgets.widgets.maps import display_image, render_rgb
 
 RANKINGS = [("contrastive", "contrast"), ("relevance", "relevance"), ("activation", "activation")]
-TILE = 96  # CSS pixels of a reference tile's larger side
+TILE = 96  # pixels of a reference tile's side (square tiles, as CRP shows its references)
+TILE_LAYOUT = {"width": f"{TILE}px", "height": f"{TILE}px"}
+MIN_CROP = 16  # image pixels: a crop is never narrower (a one-pixel box says nothing)
 SUB_NEURONS = 5
 
 
@@ -75,7 +77,7 @@ class AtlasPanel(w.VBox):
         self.by = w.ToggleButtons(options=RANKINGS, value="contrast", description="rank by")
         self.by.observe(lambda _: self.render(), names="value")
         self.title = w.HTML()
-        self.crumbs = w.HBox()
+        self.crumbs = w.HBox(layout={"align_items": "center", "gap": "4px"})
         self.message = w.HTML()
         self.refs_box = w.HBox(layout={"flex_flow": "row wrap"})
         self.subs_title = w.HTML()
@@ -126,8 +128,10 @@ class AtlasPanel(w.VBox):
             return
         layer, channel = self.path[-1]
         name = self._class_name(self.target)
-        self.title.value = html.escape(
-            f"neuron atlas: {layer} channel {channel}, references for {name}"
+        self.title.value = (
+            "<b>"
+            + html.escape(f"neuron atlas: {layer} channel {channel}, references for {name}")
+            + "</b>"
         )
         self._show_references(layer, channel)
         self._show_sub_neurons(layer, channel)
@@ -160,7 +164,7 @@ class AtlasPanel(w.VBox):
         for r in range(len(self.references)):
             tile = w.VBox(
                 [
-                    w.Image(value=self._png(maps, r), format="png", layout={"width": f"{TILE}px"}),
+                    w.Image(value=self._png(maps, r), format="png", layout=TILE_LAYOUT),
                     w.Label(f"#{int(maps['sample'][r])}  {float(maps['score'][r]):+.3g}"),
                 ]
             )
@@ -190,22 +194,26 @@ class AtlasPanel(w.VBox):
         self.subs_box.children = tuple(buttons)
 
     def _crumbs(self) -> None:
-        buttons = []
+        """The breadcrumb: ``path: layer:channel › layer:channel ...`` (buttons go back up)."""
+        parts: list[w.Widget] = [w.HTML("path:")] if self.path else []
         for depth, (layer, channel) in enumerate(self.path):
+            if depth:
+                parts.append(w.HTML("&rsaquo;"))
             button = w.Button(description=f"{layer}:{channel}", layout={"width": "auto"})
             button.on_click(lambda _, d=depth: self.up(d))
             button.add_class("clrp-atlas-crumb")
-            buttons.append(button)
-        self.crumbs.children = tuple(buttons)
+            parts.append(button)
+        self.crumbs.children = tuple(parts)
+
+    def crumb_buttons(self) -> list[w.Button]:
+        """The breadcrumb's buttons, from the selected neuron down."""
+        return [b for b in self.crumbs.children if isinstance(b, w.Button)]
 
     def _png(self, maps: xr.Dataset, r: int) -> bytes:
-        y0, x0, y1, x1 = (int(v) for v in maps["box"].values[r])
         image = display_image(maps["pixels"].values[r], self.bounds)
-        rgb = render_rgb(maps["heatmap"].values[r], image)[y0:y1, x0:x1]
-        scale = max(1, TILE // max(rgb.shape[:2]))
-        picture = Image.fromarray(rgb).resize(
-            (rgb.shape[1] * scale, rgb.shape[0] * scale), Image.Resampling.NEAREST
-        )
+        rgb = render_rgb(maps["heatmap"].values[r], image)
+        y0, x0, y1, x1 = square_around([int(v) for v in maps["box"].values[r]], rgb.shape[:2])
+        picture = Image.fromarray(rgb[y0:y1, x0:x1]).resize((TILE, TILE), Image.Resampling.NEAREST)
         out = io.BytesIO()
         picture.save(out, format="PNG")
         return out.getvalue()
@@ -226,6 +234,16 @@ class AtlasPanel(w.VBox):
     def _class_name(self, target: int) -> str:
         names = self.explainer.class_names
         return names[target] if names and 0 <= target < len(names) else str(target)
+
+
+def square_around(box: list[int], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The square (y0, x0, y1, x1) centred on ``box`` that holds it, at least ``MIN_CROP`` wide,
+    shifted (and, for a box larger than the image, clipped) to lie inside an image of ``size``."""
+    y0, x0, y1, x1 = box
+    side = min(max(y1 - y0, x1 - x0, MIN_CROP), *size)
+    top = min(max((y0 + y1 - side) // 2, 0), size[0] - side)
+    left = min(max((x0 + x1 - side) // 2, 0), size[1] - side)
+    return top, left, top + side, left + side
 
 
 def _engine(label: str) -> Any:

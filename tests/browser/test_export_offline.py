@@ -261,3 +261,41 @@ def test_voila_serves_the_quickstart(voila_quickstart, page):
     outside = [url for url in log.requests if not url.startswith(voila_quickstart)]
     # Voilà's own page template links Font Awesome from a CDN (toolbar icons); nothing else
     assert all("fontawesome" in url for url in outside), outside
+
+
+NEURON_ATLAS = NOTEBOOKS / "neuron_atlas.ipynb"
+ATLAS_TITLE = r"neuron atlas: (\S+) channel (\d+), references for (\S+)"
+
+
+@pytest.mark.skipif(not NEURON_ATLAS.exists(), reason="notebooks/neuron_atlas.ipynb is not there")
+def test_exported_atlas_holds_the_selected_neurons_references(exported, page):
+    """The atlas notebook's Explorer (a neuron selected) exported: offline, the panel shows that
+    neuron's references (the samples the store ranks top, each tile a drawn picture) and its
+    sub-neurons, as saved."""
+    import re
+
+    import clrp_widgets as cw
+    from clrp_widgets.scale import reference_samples
+
+    html = exported("neuron_atlas")
+    log = _open_offline(page, html, "export_offline_neuron_atlas.png")
+    assert log.requests == [] and log.errors == []
+    atlas = page.locator(".clrp-atlas").first
+    atlas.locator(".clrp-atlas-ref img").first.wait_for(timeout=RENDER_TIMEOUT_MS)
+    layer, channel, name = re.search(ATLAS_TITLE, atlas.inner_text()).groups()
+    names = cw.load_model("shapes").class_names
+    store = html.parent / "notebooks" / "atlas.zarr"  # written when the notebook was executed
+    refs = reference_samples(store, layer, int(channel), target=names.index(name), k=8)
+    labels = [t.split() for t in atlas.locator(".clrp-atlas-ref .widget-label").all_inner_texts()]
+    want = [
+        [f"#{int(s)}", f"{float(v):+.3g}"]
+        for s, v in zip(refs["sample"].values, refs["score"].values, strict=True)
+    ]
+    assert want and labels == want
+    sizes = atlas.locator(".clrp-atlas-ref img").evaluate_all(
+        "imgs => imgs.map(i => [i.complete, i.naturalWidth, i.naturalHeight])"
+    )
+    assert sizes == [[True, 96, 96]] * len(want)
+    assert atlas.locator(".clrp-atlas-sub").count() == 5
+    assert atlas.locator(".clrp-atlas-crumb").all_inner_texts() == [f"{layer}:{channel}"]
+    atlas.screenshot(path=str(ARTIFACTS / "export_offline_atlas.png"))

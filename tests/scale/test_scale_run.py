@@ -312,7 +312,9 @@ def test_shipped_model_loads_by_name_once_per_worker(client, tmp_path):
     assert_store_equals(report.store, ref, target)
     # the Explorer shows the data-set mean of the store's stats next to one image's bars
     stats = neuron_stats(report.store).compute()
-    explorer = cw.Explorer(bundle, scenes.tensor()[:1], target=int(target[0]), dataset_stats=stats)
+    explorer = cw.Explorer(
+        bundle, scenes.tensor()[:1], target=int(target[0]), dataset_stats=stats
+    ).wait()  # the Explorer displays at once and computes its first view in the background
     assert list(explorer.bars.bars.labels)[-1] == "data-set mean"
 
 
@@ -379,11 +381,6 @@ explain_dataset(wire.armed_model(__import__("pathlib").Path({wire!r})), (x, t), 
 """
 
 
-@pytest.mark.xfail(
-    reason="open bug: after merging the op-level engine and the store lock, the SIGKILLed run "
-    "finishes its poison chunk instead of stalling on it (passed on the atlas branch alone)",
-    strict=False,
-)
 def test_killed_client_resumes_to_an_identical_store(clean_run, client, data, tmp_path):
     """SIGKILL the whole run (client, scheduler, workers) with one chunk left: the rerun finishes
     it, and the store equals an uninterrupted run's, activation summaries included."""

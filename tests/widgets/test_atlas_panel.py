@@ -12,6 +12,7 @@ from widget_messages import custom, update
 import clrp_widgets as cw
 from clrp_widgets.engine.errors import ConfigError
 from clrp_widgets.scale import explain_dataset, reference_samples
+from clrp_widgets.widgets.atlas import MIN_CROP, TILE, square_around
 
 LAYER = "features.11"
 
@@ -51,7 +52,8 @@ def test_selecting_a_neuron_shows_its_references_and_sub_neurons(explorer, atlas
     for tile, score in zip(tiles, refs["score"].values, strict=True):
         assert "clrp-atlas-ref" in tile._dom_classes
         image, label = tile.children
-        assert Image.open(io.BytesIO(image.value)).format == "PNG"
+        picture = Image.open(io.BytesIO(image.value))
+        assert picture.format == "PNG" and picture.size == (TILE, TILE)  # uniform square tiles
         assert f"{float(score):+.3g}" in label.value
     parts = cw.Explainer(bundle).decompose(scenes.tensor()[:1], target, LAYER, 7, k=5)
     assert panel.sub_neurons == [("features.10", int(c)) for c in parts["channel"].values]
@@ -75,12 +77,12 @@ def test_ranking_switch_sub_neuron_descent_and_breadcrumb(explorer, atlas):
     assert panel.path == [(LAYER, 7), first]
     below = reference_samples(store, first[0], first[1], by="activation", target=target, k=8)
     assert panel.references == list(below["sample"].values)
-    assert [b.description for b in panel.crumbs.children] == [
+    assert [b.description for b in panel.crumb_buttons()] == [
         f"{LAYER}:7",
         f"{first[0]}:{first[1]}",
     ]
     assert panel.sub_neurons and panel.sub_neurons[0][0] == "features.6"
-    click(panel.crumbs.children[0])  # back up
+    click(panel.crumb_buttons()[0])  # back up
     assert panel.path == [(LAYER, 7)]
     assert panel.references == list(by_act["sample"].values)
 
@@ -105,3 +107,18 @@ def test_atlas_needs_the_stores_data(atlas):
         cw.Explorer(bundle, scenes.tensor()[0], atlas=store)
     with pytest.raises(ConfigError, match="not the data the store"):
         cw.Explorer(bundle, scenes.tensor()[0], atlas=store, data=cw.scenes(10, seed=6))
+
+
+@pytest.mark.parametrize(
+    ("box", "size", "square"),
+    [
+        ((10, 20, 30, 28), (64, 64), (10, 14, 30, 34)),  # centred on the box, its larger side
+        ((0, 0, 40, 4), (64, 64), (0, 0, 40, 40)),  # shifted inside at the corner
+        ((60, 60, 64, 64), (64, 64), (64 - MIN_CROP, 64 - MIN_CROP, 64, 64)),  # tiny: MIN_CROP
+        ((0, 0, 30, 50), (30, 50), (0, 10, 30, 40)),  # larger than the image's short side
+    ],
+)
+def test_reference_tiles_are_squares_around_the_crop(box, size, square):
+    y0, x0, y1, x1 = square_around(list(box), size)
+    assert (y0, x0, y1, x1) == square
+    assert y1 - y0 == x1 - x0 and 0 <= y0 and 0 <= x0 and y1 <= size[0] and x1 <= size[1]
