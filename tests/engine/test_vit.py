@@ -167,6 +167,26 @@ def test_result_tree_labels_blocks_attention_and_mlp(case) -> None:
         assert bool(node.ds.relevance.notnull().all())
 
 
+@pytest.mark.slow
+def test_maxvit_t_at_its_own_size() -> None:
+    """torchvision's maxvit_t itself (224 px: its partitions need it), float32, both presets."""
+    torch.manual_seed(0)
+    model = torchvision.models.maxvit_t().eval()
+    before = _snapshot(model)
+    x = torch.rand(1, 3, 224, 224)
+    for rules in ("attnlrp", "cp_lrp"):
+        engine = RelevanceEngine(model, rules=rules, input_bounds=(0, 1))
+        target = int(engine.logits(x).argmax())
+        maps = [engine.run(x, target, contrast=c).input for c in ("lrp", "clrp1", "sglrp")]
+        scale = float(maps[0].abs().amax())
+        assert scale > 0
+        for m in maps:
+            assert bool(torch.isfinite(m).all()) and float(m.abs().amax()) > 1e-6 * scale
+        names = engine.layer_names()
+        assert "blocks.3.layers.1.layers.grid_attention.attn_layer.1:softmax" in names
+    _assert_untouched(model, before)
+
+
 def test_maxvit_window_partition_takes_two_inputs() -> None:
     model, size = _maxvit_small()
     x = torch.rand(1, 3, size, size, dtype=torch.float64)
