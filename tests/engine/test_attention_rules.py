@@ -15,6 +15,9 @@ import torch
 from torch import Tensor, nn
 
 from clrp_widgets.engine import RelevanceEngine
+from clrp_widgets.engine.attention import AffineSum, LayerNormRule, ProductRule
+from clrp_widgets.engine.rules import Epsilon
+from clrp_widgets.engine.rules import Norm as NormRule
 
 EPS = 1e-6  # the presets' epsilon
 
@@ -179,3 +182,50 @@ def test_paper_preset_refuses_attention_with_a_hint() -> None:
     x = torch.ones(1, 2, 2, 2, dtype=torch.float64)
     with pytest.raises(UnsupportedLayerError, match="rules='attnlrp'"):
         RelevanceEngine(Bilinear().eval(), input_bounds=(-10, 10)).run(x, 0, contrast="lrp")
+
+
+class BiasFreeTransformer(nn.Module):
+    """One pre-norm transformer block without any bias, shift or additive constant."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(3, 8, 4, 4, bias=False)
+        self.ln_1 = nn.LayerNorm(8, bias=False)
+        self.attn = nn.MultiheadAttention(8, 2, bias=False, batch_first=True)
+        self.ln_2 = nn.LayerNorm(8, bias=False)
+        self.fc1 = nn.Linear(8, 16, bias=False)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(16, 8, bias=False)
+        self.head = nn.Linear(8, 3, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        h = self.ln_1(t)
+        t = t + self.attn(h, h, h, need_weights=False)[0]
+        t = t + self.fc2(self.act(self.fc1(self.ln_2(t))))
+        return self.head(t.mean(1))
+
+
+def test_cp_lrp_conserves_where_nothing_absorbs() -> None:
+    """What "not conservative" means: with no bias, shift or constant anywhere, CP-LRP's rules
+    (z^B, epsilon, LayerNorm, AV with the attention constant, sums) hand the whole logit to the
+    input; AttnLRP's softmax rule drops its Taylor bias term, so its input sum differs."""
+    torch.manual_seed(0)
+    model = BiasFreeTransformer().double().eval()
+    x = torch.rand(2, 3, 8, 8, dtype=torch.float64)
+    sums = {}
+    tiny = 1e-12  # the stabilisers (1e-6 in the presets) shift sums by ~1e-5 of a logit here
+    overrides = {
+        nn.Linear: Epsilon(tiny),
+        torch.matmul: ProductRule(tiny),
+        torch.add: AffineSum(tiny),
+        torch.layer_norm: LayerNormRule(tiny),
+        torch.mean: NormRule(eps=tiny),
+    }
+    for rules in ("cp_lrp", "attnlrp"):
+        engine = RelevanceEngine(model, rules=rules, input_bounds=(0, 1), overrides=overrides)
+        out = engine.run(x, 1, contrast="lrp")
+        sums[rules] = out.input[0].flatten(1).sum(1)
+        logit = out.logits[:, 1]
+    torch.testing.assert_close(sums["cp_lrp"], logit, rtol=1e-8, atol=0)
+    assert float((sums["attnlrp"] - logit).abs().max()) > 1e-3 * float(logit.abs().max())
