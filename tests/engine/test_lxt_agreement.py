@@ -8,7 +8,7 @@ our ``rules="cp_lrp"``. Deliberate differences, undone here with ``overrides``:
 - the preset puts z^B on the patch embedding (the first-layer rule of this package); LXT's plain
   Gradient x Input is the epsilon rule there;
 - the preset stabilises every epsilon/z rule with 1e-6; LXT has no stabiliser (1e-10 in its
-  identity rule). With 1e-12 here the maps agree to ~1e-9 of their maximum.
+  identity rule). With 1e-12 here the maps agree to 4e-7 of their maximum (LRP and CLRP1).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def _clrp1_seed(logits: torch.Tensor, target: int) -> torch.Tensor:
 @pytest.mark.slow
 def test_vit_b_16_cp_lrp_agrees_with_lxt(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    size, target = 48, 7
+    size, target = 32, 7
     model = torchvision.models.vit_b_16(image_size=size).double().eval()
     nn.init.normal_(model.heads.head.weight, std=0.05)  # torchvision zeroes the head
     x = torch.rand(2, 3, size, size, dtype=torch.float64)
@@ -94,4 +94,5 @@ def test_vit_b_16_cp_lrp_agrees_with_lxt(tmp_path: Path) -> None:
         scale = float(expected.abs().amax())
         assert scale > 0, name
         error = float((got - expected).abs().amax()) / scale
+        print(f"LXT agreement, {name}: {error:.2g} of the map's maximum")
         assert error <= 1e-4, f"{name}: max deviation {error:.2g} of the map's maximum"
