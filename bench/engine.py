@@ -6,6 +6,7 @@ load from other processes hits all of them alike; each figure is the median over
     .venv/bin/python bench/engine.py                 # CPU, 2 threads, 7 rounds
     .venv/bin/python bench/engine.py --device cuda --batch 16
     .venv/bin/python bench/engine.py --zoo --rounds 5   # issue 9: beyond VGG16 (rows below)
+    .venv/bin/python bench/engine.py --vit --rounds 5   # issue 13: vit_b_16 vs gradient and LXT
 
 Not a test: nothing here asserts a time.
 """
@@ -263,6 +264,110 @@ def zoo_rows(device: str, batch: int, rounds: int) -> None:
         print(f"| {name} | {g:.3f} | {c:.3f} | **{c / g:.2f}x** | {zennit} |")
 
 
+# ----------------------------------------------------------------------------- issue 13: ViT
+
+
+def vit_methods(device: str, batch: int) -> dict[str, Callable[[], object]]:
+    """vit_b_16 (random weights, 224 px): input gradient, our maps, and LXT 2.1 (CP-LRP).
+
+    LXT patches ``nn.GELU``, ``nn.LayerNorm`` and ``nn.MultiheadAttention`` class-wide; its
+    patched forwards are installed only while its own call runs and the originals are put back
+    after it, so the other methods of the interleaved rounds see the plain classes.
+    """
+    from torch import nn
+    from torchvision.models import vision_transformer
+
+    from clrp_widgets.engine import RelevanceEngine
+
+    torch.manual_seed(0)
+    model = vision_transformer.vit_b_16().eval().to(device)
+    torch.nn.init.normal_(model.heads.head.weight, std=0.02)  # torchvision zeroes the head
+    x = torch.rand(batch, 3, 224, 224, device=device)
+    engines = {
+        rules: RelevanceEngine(model, rules=rules, input_bounds=(0, 1), keep_denominators=False)
+        for rules in ("cp_lrp", "attnlrp")
+    }
+
+    def gradient() -> object:
+        xx = x.clone().requires_grad_(True)
+        return torch.autograd.grad(model(xx)[:, TARGET].sum(), xx)
+
+    def ours(rules: str, contrast: str) -> Callable[[], object]:
+        def run() -> object:
+            engines[rules].clear_cache()
+            return engines[rules].run(x, TARGET, contrast)
+
+        return run
+
+    fns = {
+        "gradient": gradient,
+        "cp_lrp_lrp": ours("cp_lrp", "lrp"),
+        "cp_lrp_clrp1": ours("cp_lrp", "clrp1"),
+        "attnlrp_clrp1": ours("attnlrp", "clrp1"),
+    }
+    classes = (nn.GELU, nn.LayerNorm, nn.MultiheadAttention)
+    original = {cls: cls.forward for cls in classes}
+    try:
+        from lxt.efficient import monkey_patch
+    except ImportError as err:
+        print(f"LXT is not importable ({err}); no LXT column (pip install -e '.[test]')")
+        return fns
+    try:
+        monkey_patch(vision_transformer)
+        patched = {cls: cls.forward for cls in classes}
+    finally:
+        for cls, forward in original.items():
+            cls.forward = forward  # type: ignore[method-assign]
+
+    def lxt_cp_lrp() -> object:
+        try:
+            for cls, forward in patched.items():
+                cls.forward = forward  # type: ignore[method-assign]
+            xx = x.clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(model(xx)[:, TARGET].sum(), xx)
+            return xx.detach() * grad
+        finally:
+            for cls, forward in original.items():
+                cls.forward = forward  # type: ignore[method-assign]
+
+    fns["lxt_cp_lrp"] = lxt_cp_lrp
+    return fns
+
+
+def vit_rows(device: str, batch: int, rounds: int) -> None:
+    """vit_b_16: our AttnLRP/CP-LRP maps vs a gradient and vs LXT, interleaved round by round."""
+    fns = vit_methods(device, batch)
+    for fn in fns.values():  # warm-up
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            sync(device)
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    med = {name: statistics.median(t) for name, t in times.items()}
+    g, lxt = med["gradient"], med.get("lxt_cp_lrp")
+    print(f"\nvit_b_16, random weights, batch {batch}, 224 px, float32, {device}, ", end="")
+    print(f"median of {rounds}")
+    print("| measurement | time (s) | vs gradient | vs LXT 2.1 (CP-LRP, LRP map) |")
+    print("|---|---|---|---|")
+    rows = [
+        ("plain input gradient", "gradient"),
+        ("LXT 2.1, CP-LRP, LRP map (Gradient x Input)", "lxt_cp_lrp"),
+        ('ours, rules="cp_lrp", LRP map', "cp_lrp_lrp"),
+        ('ours, rules="cp_lrp", CLRP1 contrast map', "cp_lrp_clrp1"),
+        ('ours, rules="attnlrp", CLRP1 contrast map', "attnlrp_clrp1"),
+    ]
+    for label, name in rows:
+        if name not in med:
+            continue
+        t = med[name]
+        vs_lxt = f"{t / lxt:.2f}x" if lxt else "-"
+        print(f"| {label} | {t:.3f} | {t / g:.2f}x | {vs_lxt} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--device", default="cpu")
@@ -272,10 +377,14 @@ def main() -> None:
     parser.add_argument("--conditional-rounds", type=int, default=3)
     parser.add_argument("--memory-of", help=argparse.SUPPRESS)
     parser.add_argument("--zoo", action="store_true", help="only the issue-9 zoo rows")
+    parser.add_argument("--vit", action="store_true", help="only the issue-13 vit_b_16 rows")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.zoo:
         zoo_rows(args.device, args.batch, args.rounds)
+        return
+    if args.vit:
+        vit_rows(args.device, args.batch, args.rounds)
         return
     if args.memory_of:
         print(*peak_memory(args.memory_of, args.device, args.batch))

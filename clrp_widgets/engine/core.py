@@ -47,7 +47,7 @@ from .hooks import ForwardRecorder, Node, no_rule_message
 from .locking import model_lock
 from .ops import LINEAR_TYPES, LinearOp
 from .presets import AVG_POOLS, MAX_POOLS, Bound, apply_overrides, normalize_bounds, resolve_rules
-from .rules import LinearRule, Rule, ZBox
+from .rules import Epsilon, Flat, LinearRule, Rule, ZBox
 from .seeds import Seed, class_seeds
 from .validation import (
     check_channel,
@@ -563,6 +563,7 @@ class RelevanceEngine:
         )
         x_leaf = x.detach().clone().requires_grad_(True)
         recorder.tag(x_leaf)
+        recorder.batch = x.shape[0]
         # warning frames: generator, __enter__, ExitStack, _record, _forward, run, lock, caller
         with contextlib.ExitStack() as stack:
             stack.enter_context(eval_semantics(model, stacklevel=8))
@@ -672,6 +673,14 @@ class RelevanceEngine:
                 raise ConfigError(
                     "CLRP2 needs the model's output to be the output of a Linear/Conv layer with "
                     "an LRP rule (the logit layer); use contrast='clrp1' for this model."
+                )
+            if isinstance(node.rule, (Epsilon, Flat)):
+                raise ConfigError(
+                    f"CLRP2 is identically zero when the logit layer {node.name!r} has the "
+                    f"{type(node.rule).__name__} rule: it is symmetric in the sign of the "
+                    "weights, so the dual row -W_j gets the target's own map. Use "
+                    "contrast='clrp1', 'sglrp' or a class, or give the logit layer z+: "
+                    f"overrides={{{node.name!r}: ZPlus()}}."
                 )
             roots.append(node.inp)
             grads.append(self._virtual_relevance(node, targets, seed.virtual))

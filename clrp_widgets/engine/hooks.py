@@ -171,6 +171,7 @@ class ForwardRecorder:
         self.rule_depth = 0
         self.paused = 0
         self.first_seen = False
+        self.batch: int | None = None  # the input's batch size (layers must lead with it)
         self._inputs: dict[str, list[Tensor]] = {}
         self._handles: list[Any] = []
         self._mode = _Mode(OpHandler(self))
@@ -205,6 +206,10 @@ class ForwardRecorder:
                 handle.remove()
             self._handles.clear()
 
+    def mode(self) -> Any:
+        """The op-level mode, to re-enter from inside an op rule (a decomposed fused op)."""
+        return self._mode
+
     def tag(self, value: Any, producer: Any = None, gate: bool = False) -> None:
         """Mark the floating-point tensors in ``value`` as input-dependent."""
         if isinstance(value, Tensor):
@@ -226,9 +231,16 @@ class ForwardRecorder:
     def add_layer(self, name: str, handle: Tensor, activation: Any) -> None:
         """Record a capturable layer: relevance is captured at ``handle``."""
         self.order.append(name)
+        if not self._per_sample(handle):
+            return
         self.layers.append(name)
         self.outputs[name] = handle
         self.activations[name] = activation
+
+    def _per_sample(self, handle: Tensor) -> bool:
+        """Whether a layer output leads with the batch axis, as captured layers must: windowed
+        attention's ``(N * windows, ...)`` tensors are not layers (their rules still apply)."""
+        return self.batch is None or (handle.ndim > 0 and handle.shape[0] == self.batch)
 
     def _pre_hook(self, name: str, rule_leaf: bool):
         def hook(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
@@ -310,7 +322,7 @@ class ForwardRecorder:
         self, name: str, module: nn.Module, handle: Tensor, act: Any, node: Any, gate: bool
     ) -> Tensor:
         """The tensor the model gets from a rule module; capturable layers get an alias."""
-        if not isinstance(module, self.capture_types):
+        if not isinstance(module, self.capture_types) or not self._per_sample(handle):
             self.tag(handle, node, gate)
             return handle
         self.layers.append(name)

@@ -32,9 +32,12 @@ from .hooks import ForwardRecorder, Node, _RelevanceFn
 from .opnodes import Alias, Call, OpFn, OpNode
 from .ops import LinearOp
 from .optable import KINDS, LINEAR_CLASSES, MAX_POOL_OPS, is_inplace, op_name
-from .rules import Gate, Gradient, LinearRule, Norm, Pass, Rule
+from .rules import Gate, Gradient, LinearRule, Norm, OpRule, Pass, Rule
 
 _CONV_ARGS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+_ATTENTION_OPS = frozenset(
+    {"matmul", "bmm", "einsum", "multi_head_attention_forward", "scaled_dot_product_attention"}
+)
 _BN_ARGS = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
 
 
@@ -133,6 +136,8 @@ class OpHandler:
 
     # ---------------------------------------------------------------- dispatch
     def _ruled(self, op: _Op, rule: Rule) -> Any:
+        if isinstance(rule, OpRule):
+            return rule.apply(self, op)
         if isinstance(rule, Gradient):
             return self._route(op)
         if isinstance(rule, Pass):
@@ -222,7 +227,7 @@ class OpHandler:
         if not isinstance(out, Tensor):
             return self._refuse(op, "it does not return one tensor")
         node = OpNode(op.node_name, rule, call, values, out.detach(), rec.ledger, layer)
-        if isinstance(rule, Norm):
+        if isinstance(rule, (Norm, OpRule)):
             for value in values:
                 rec.keep(node, value)
         handle = OpFn.apply(node, *op.signals)
@@ -311,7 +316,7 @@ class OpHandler:
             rule = rs.rule_for(owner[0], module, is_first)
         if rule is None:
             rule = rs.rule_for_type(LINEAR_CLASSES[op.name], is_first)
-        if isinstance(rule, (Pass, Gradient, Norm, Gate)):
+        if isinstance(rule, (Pass, Gradient, Norm, Gate, OpRule)):
             return self._ruled(op, rule)
         if not isinstance(rule, LinearRule):
             return self._refuse(op, "no Conv/Linear rule in the preset")
@@ -341,6 +346,11 @@ class OpHandler:
         else:
             key = None
         every = f", or overrides={{{key}: Pass()}} for every call of it" if key else ""
+        if op.name in _ATTENTION_OPS:
+            every += (
+                "; for attention (transformers) use rules='attnlrp' or rules='cp_lrp', which "
+                "have rules for matmul, softmax, LayerNorm and fused attention"
+            )
         raise UnsupportedLayerError(
             f"no relevance rule for operation {op.name!r} ({why}), called in {where}; its node is "
             f"{op.node_name!r}. If relevance passes through it unchanged (an element-wise op), "

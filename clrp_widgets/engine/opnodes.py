@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .rules import Gate, Norm, Pass, Rule, stabilize
+from .rules import Gate, Norm, OpRule, Pass, Rule, stabilize
 
 
 class Ledger:
@@ -118,8 +118,11 @@ class OpNode:
                 None if i == rule.gate else R.sum_to_size(shape)
                 for i, shape in enumerate(self.shapes)
             )
-        assert isinstance(rule, Norm)
-        rels = self._z_rule(rule, R)
+        if isinstance(rule, OpRule):
+            rels = rule.relevances(self, R)
+        else:
+            assert isinstance(rule, Norm)
+            rels = self._z_rule(rule, R)
         self.ledger.record(self.name, R, rels)
         return rels
 

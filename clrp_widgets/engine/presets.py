@@ -18,6 +18,16 @@ Presets (zennit's names and meanings, plus the CLRP paper's):
     alpha=2, beta=1 on Conv, epsilon (1e-6) on Linear.
 ``"epsilon"``
     epsilon (0.25) on every Conv and Linear layer.
+``"attnlrp"``
+    AttnLRP for transformers (Achtibat et al., ICML 2024; :mod:`.attention`): z^B on the first
+    Conv (the patch embedding), epsilon (1e-6, bias included) on every other Conv and Linear
+    layer, the AttnLRP softmax rule, the uniform rule on products of activations (QK^T, AV),
+    LayerNorm with its normaliser held constant, activations (GELU) pass, additive constants
+    (position embeddings, attention biases) absorb their share like a bias. Not conservative.
+``"cp_lrp"``
+    As ``"attnlrp"`` but the attention is held constant (CP-LRP, Ali et al., ICML 2022): no
+    relevance enters the softmax, AV's relevance goes to V. What LXT 2.1 applies to
+    torchvision's ViT. Not conservative.
 
 In all zennit presets, average pooling and residual sums use the z rule (zennit's ``Norm``, 1e-6).
 A custom mapping ``{layer type or module name: Rule}`` may be given instead; names win over types
@@ -59,6 +69,8 @@ PRESETS = (
     "epsilon_gamma_box",
     "epsilon_alpha2_beta1",
     "epsilon",
+    "attnlrp",
+    "cp_lrp",
 )
 #: Bounds of ImageNet-normalised input used by the CLRP authors' code (the default of ``"paper"``).
 PAPER_BOUNDS = (-2.1179, 2.64)
@@ -207,6 +219,8 @@ def resolve_rules(
             sum_eps=1e-9,
             conservative=True,
         )
+    if rules in ("attnlrp", "cp_lrp"):
+        return _attention_preset(rules, low, high)
     eps_lin = Epsilon(eps=1e-6)
     conv_rule: Rule = {
         "epsilon_plus": ZPlus(eps=1e-6, bias=True),
@@ -227,6 +241,41 @@ def resolve_rules(
         first=first,
         first_types=first_types,
         label=rules,
+    )
+
+
+def _attention_preset(name: str, low: Bound, high: Bound) -> RuleSet:
+    """The AttnLRP / CP-LRP presets (see the module docstring and :mod:`.attention`)."""
+    from .attention import (
+        AffineSum,
+        Decompose,
+        HoldConstant,
+        LayerNormRule,
+        ProductRule,
+        SoftmaxRule,
+    )
+
+    eps = 1e-6
+    product = ProductRule(eps=eps)
+    by_op: dict[str, Rule] = {
+        "softmax": SoftmaxRule() if name == "attnlrp" else HoldConstant(),
+        "matmul": product,
+        "bmm": product,
+        "einsum": product,
+        "layer_norm": LayerNormRule(eps=eps),
+        "add": AffineSum(eps=eps),
+        "sub": AffineSum(eps=eps),
+        "rsub": AffineSum(eps=eps),
+        "multi_head_attention_forward": Decompose(),
+        "scaled_dot_product_attention": Decompose(),
+    }
+    return RuleSet(
+        by_type=[*_base(eps, False), (LINEAR_TYPES, Epsilon(eps=eps))],
+        first=ZBox(low, high, eps=1e-9),
+        first_types=CONV_TYPES,
+        label=name,
+        sum_eps=eps,
+        by_op=by_op,
     )
 
 

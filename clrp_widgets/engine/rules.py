@@ -36,6 +36,21 @@ class Rule:
     """Base class of every rule."""
 
 
+class OpRule(Rule):
+    """A rule for one tensor operation (op level) that decides itself how the op is recorded.
+
+    ``apply(handler, op)`` runs the op in the recorder (usually ``handler._node(op, self, ...)``)
+    and ``relevances(node, R)`` gives each input-dependent operand's relevance. Examples:
+    :mod:`.attention`.
+    """
+
+    def apply(self, handler: Any, op: Any) -> Any:
+        raise NotImplementedError
+
+    def relevances(self, node: Any, R: Tensor) -> tuple[Tensor | None, ...]:
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
 class Pass(Rule):
     """Relevance passes unchanged (element-wise layers: activations, merged BatchNorm)."""

@@ -90,8 +90,8 @@ def _unit_dims(ndim: int) -> tuple[str, ...]:
     """Dims of one sample's values: ("unit",) for flat outputs, else ("channel", *spatial)."""
     if ndim == 1:
         return ("unit",)
-    if ndim - 1 not in _SPATIAL:
-        raise ValueError(f"cannot label a layer output with {ndim - 1} spatial dimensions")
+    if ndim - 1 not in _SPATIAL:  # attention internals, e.g. MaxViT's (N, G, P, heads, I, J)
+        return ("channel", *(f"axis{i}" for i in range(2, ndim + 1)))
     return ("channel", *_SPATIAL[ndim - 1])
 
 
