@@ -39,8 +39,9 @@ typecheck: setup
 jstest: setup
 	node --test js/tests/
 
+## two workers, one test file each at a time (tests/conftest.py gives each one torch thread)
 pytest: setup chromium
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile --durations=25
 
 test: lint typecheck jstest pytest
 
