@@ -29,6 +29,8 @@ from clrp_widgets.scale.data import SampleTable, sample_table
 RANKINGS = ("contrast", "relevance", "activation")
 CROP_THRESHOLD = 0.1  # crop to where the conditional map reaches this fraction of its maximum
 BLOCK = 4096  # samples per dask block of a query (whole store chunks)
+CACHE_BYTES = 64 * 2**20  # a layer's (sample, channel) slice up to this size is kept in memory
+MAX_SLICES = 6  # slices kept (layer x ranking), oldest dropped first
 
 
 def reference_samples(
@@ -95,21 +97,27 @@ def reference_samples(
         array = meta.group[f"layers/{layer}/neuron_relevance"]
         where = (meta.methods.index(label), kind)
     channel = _channel(int(array.shape[-1]), layer, channel)
-    keep = meta.complete()
+    complete = meta.complete()
     targets = meta.target
+    keep = complete.copy()
     if target is not None:
         keep &= targets == _class(meta.class_names, target)
-    # lazy: dask blocks of whole store chunks (BLOCK samples), each read in one zarr call
-    step = meta.chunk * max(1, BLOCK // meta.chunk)
-    lazy = da.from_zarr(array, chunks=(*array.shape[:-2], step, array.shape[-1]))
-    values = lazy[(*where, slice(None), channel)]
-    starts = np.cumsum((0, *values.chunks[0]))
-    blocks = values.to_delayed().ravel()
-    parts = [
-        dask.delayed(_chunk_top)(block, keep[a:b], a, int(k))
-        for block, a, b in zip(blocks, starts[:-1], starts[1:], strict=True)
-    ]
-    found = dask.compute(*parts, scheduler="synchronous")  # zarr reads a block's chunks at once
+    if array.shape[-2] * array.shape[-1] * array.dtype.itemsize <= CACHE_BYTES:
+        # a store chunk holds every channel, so reading one channel's column costs what reading
+        # the layer's (sample, channel) slice costs: keep that slice for the next neurons
+        values = _kept_slice(meta, array, where, complete)
+        found: Any = [_chunk_top(values[:, channel], keep, 0, int(k))]
+    else:  # lazy: dask blocks of whole store chunks (BLOCK samples), each one zarr call
+        step = meta.chunk * max(1, BLOCK // meta.chunk)
+        lazy = da.from_zarr(array, chunks=(*array.shape[:-2], step, array.shape[-1]))
+        column = lazy[(*where, slice(None), channel)]
+        starts = np.cumsum((0, *column.chunks[0]))
+        blocks = column.to_delayed().ravel()
+        parts = [
+            dask.delayed(_chunk_top)(block, keep[a:b], a, int(k))
+            for block, a, b in zip(blocks, starts[:-1], starts[1:], strict=True)
+        ]
+        found = dask.compute(*parts, scheduler="synchronous")  # a block's chunks: one read
     score = np.concatenate([f[0] for f in found]) if found else np.zeros(0, np.float32)
     sample = np.concatenate([f[1] for f in found]) if found else np.zeros(0, np.int64)
     order = np.lexsort((sample, -score.astype(np.float64)))[: int(k)]
@@ -132,6 +140,19 @@ def reference_samples(
             "candidates": int(keep.sum()),
         },
     )
+
+
+def _kept_slice(meta: _Meta, array: zarr.Array, where: tuple, complete: np.ndarray) -> np.ndarray:
+    """``array[where]`` as (sample, channel), read once per store, layer, ranking and set of
+    complete chunks (a run that completes more chunks makes it read again)."""
+    key = (meta.key, array.path, where, np.packbits(complete).tobytes())
+    values = _SLICES.get(key)
+    if values is None:
+        values = np.asarray(array[(*where, slice(None), slice(None))])
+        if len(_SLICES) >= MAX_SLICES:
+            _SLICES.pop(next(iter(_SLICES)))
+        _SLICES[key] = values
+    return values
 
 
 def _chunk_top(block: np.ndarray, keep: np.ndarray, start: int, k: int) -> tuple:
@@ -284,6 +305,7 @@ class _Meta:
     chunk: int
     image: np.ndarray
     target: np.ndarray
+    key: tuple  # the store's path and settings
 
     @classmethod
     def read(cls, path: Path) -> _Meta:
@@ -297,7 +319,7 @@ class _Meta:
         image, target = _ROWS[key]
         return cls(
             path, group, list(attrs["layers"]), [str(m) for m in attrs["methods"]],
-            [str(n) for n in attrs["class_names"]], int(attrs["chunk"]), image, target,
+            [str(n) for n in attrs["class_names"]], int(attrs["chunk"]), image, target, key,
         )  # fmt: skip
 
     def complete(self) -> np.ndarray:
@@ -307,6 +329,7 @@ class _Meta:
 
 
 _ROWS: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+_SLICES: dict[tuple, np.ndarray] = {}
 
 
 def _layer(layers: list[str], layer: str) -> str:

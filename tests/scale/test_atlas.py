@@ -54,8 +54,20 @@ def ranking(scores: np.ndarray, keep: np.ndarray, k: int) -> list[int]:
     return [s for _, s in pool[:k]]
 
 
+@pytest.fixture(params=["kept", "lazy"])
+def read(request, monkeypatch):
+    """How a query reads the store: the layer's slice kept in memory (small stores), or lazily
+    through dask in blocks of two store chunks (stores too big to keep)."""
+    from clrp_widgets.scale import atlas as module
+
+    if request.param == "lazy":
+        monkeypatch.setattr(module, "CACHE_BYTES", 0)
+        monkeypatch.setattr(module, "BLOCK", 2 * CHUNK)
+    return request.param
+
+
 @pytest.mark.parametrize("by", ["contrast", "relevance", "activation"])
-def test_top_k_equals_a_brute_force_ranking_of_independent_explanations(atlas, brute, by):
+def test_top_k_equals_a_brute_force_ranking_of_independent_explanations(atlas, brute, by, read):
     _, _, store = atlas
     table, image, target = brute
     n = len(target)
@@ -75,6 +87,28 @@ def test_top_k_equals_a_brute_force_ranking_of_independent_explanations(atlas, b
                 )
                 assert (np.diff(refs["score"].values) <= 0).all()
                 assert refs.attrs["candidates"] == keep.sum()
+
+
+def test_a_kept_slice_is_read_again_when_more_chunks_complete(atlas, tmp_path):
+    import shutil
+
+    import zarr
+
+    _, _, store = atlas
+    copy = tmp_path / "partial.zarr"
+    shutil.copytree(store, copy)
+    root = zarr.open_group(copy, mode="r+")
+    done, relevance = root["completed_by"][:], root["layers/features.11/neuron_relevance"]
+    full = reference_samples(store, "features.11", 5, by="relevance", k=100)
+    written = relevance[:, :, 8:16, :]
+    relevance[:, :, 8:16, :] = np.nan  # chunk 1 (samples 8..15) not written yet
+    root["completed_by"][1] = 0
+    partial = reference_samples(copy, "features.11", 5, by="relevance", k=100)  # kept here
+    assert set(partial["sample"].values) == set(full["sample"].values) - set(range(8, 16))
+    relevance[:, :, 8:16, :] = written  # the run writes chunk 1, then marks it complete
+    root["completed_by"][1] = done[1]
+    again = reference_samples(copy, "features.11", 5, by="relevance", k=100)
+    assert list(again["sample"].values) == list(full["sample"].values)
 
 
 def test_ties_are_broken_by_sample_index(atlas, brute):
