@@ -47,7 +47,10 @@ class LabServer:
     root: Path
 
     def url(self, path: str) -> str:
-        return f"{self.base}/{path}?token={self.token}"
+        """The address of ``path``; a Lab page opens with a fresh workspace (``reset``), so
+        notebooks opened by earlier test modules on this server are not restored beside it."""
+        reset = "&reset" if path.startswith("lab") else ""
+        return f"{self.base}/{path}?token={self.token}{reset}"
 
 
 def free_port() -> int:

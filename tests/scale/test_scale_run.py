@@ -192,6 +192,9 @@ def test_interrupted_client_resumes_without_recomputing(client, data, reference,
         (folder / "hold").unlink()
 
     watcher = threading.Thread(target=interrupt_once_only_the_stalled_chunk_is_left)
+    # Ctrl-C raises KeyboardInterrupt in a plain Python process; test runners (pytest-xdist's
+    # workers) may ignore SIGINT, so restore Python's default handler for this test
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     watcher.start()
     running.set()
     try:
@@ -200,6 +203,7 @@ def test_interrupted_client_resumes_without_recomputing(client, data, reference,
     finally:
         running.clear()
         watcher.join()
+        signal.signal(signal.SIGINT, handler)
     first = completed(store)
     assert (first != 0).sum() == 5 and first[POISON_CHUNK] == 0
     with pytest.warns(UserWarning, match="unfinished"):
