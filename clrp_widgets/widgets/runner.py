@@ -8,13 +8,20 @@ false, and :meth:`LatestRunner.cancel` makes the running job stale without start
 
 Busy is raised under the same lock that the worker lowers it under, so the flag can never end up
 raised with nothing left to do (a submit racing the worker's last job).
+
+At interpreter exit every runner's work is made stale and awaited: a daemon thread killed inside
+a torch operation aborts the process ("terminate called without an active exception").
 """
 
 from __future__ import annotations
 
+import atexit
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+_RUNNERS: weakref.WeakSet[LatestRunner] = weakref.WeakSet()
 
 
 @dataclass
@@ -53,6 +60,7 @@ class LatestRunner:
         self.latest = 0
         self.discarded = 0
         self.completed = 0
+        _RUNNERS.add(self)
 
     def submit(self, run: Callable[[Job], None]) -> int:
         """Queue ``run`` as the newest request (dropping any older pending one); return its id."""
@@ -111,3 +119,14 @@ class LatestRunner:
                     if self._pending is None:
                         self._on_busy(False)
                     self._wake.notify_all()
+
+
+@atexit.register
+def _stop_all_at_exit(timeout: float = 10.0) -> None:
+    """Make every runner's work stale and wait for its worker to leave torch (at exit)."""
+    for runner in list(_RUNNERS):
+        with runner._wake:
+            runner.latest += 1  # the running job stops at its next tensor operation
+            runner._pending = None
+            runner._wake.notify_all()
+        runner.wait(timeout)
