@@ -36,6 +36,26 @@ def browser_type_launch_args(browser_type_launch_args):
 # ---- JupyterLab server on 127.0.0.1 (helper D; shared/RECIPES.md "Real-browser tests") ----
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
+# true once the notebook's kernel is up and idle (JupyterLab exposes its app as window.jupyterapp)
+KERNEL_IDLE = """() => {
+  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+  return !!k && k.status === "idle";
+}"""
+
+
+def kernel_state(log: Path, accept, timeout: float = 30.0) -> dict:
+    """The newest state line of ``log`` (JSON lines the notebook appends) that ``accept`` takes,
+    waiting for it to appear."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists():
+            lines = log.read_text().splitlines()
+            if lines and accept(json.loads(lines[-1])):
+                return json.loads(lines[-1])
+        time.sleep(0.1)
+    last = log.read_text().splitlines()[-1] if log.exists() else "no state written"
+    raise AssertionError(f"the kernel never reached the expected state; last: {last}")
 
 
 @dataclass

@@ -10,21 +10,21 @@ store) in this test process. Screenshots land in ``build/test-artifacts/atlas_*.
 
 from __future__ import annotations
 
+import functools
 import io
-import json
 import time
-from pathlib import Path
 
 import nbformat
 import numpy as np
 import pytest
-from conftest import ARTIFACTS
+from conftest import ARTIFACTS, KERNEL_IDLE, kernel_state
 from PIL import Image
 
 import clrp_widgets as cw
 from clrp_widgets.scale import explain_dataset, reference_samples
 
 pytestmark = pytest.mark.browser
+_kernel_state = functools.partial(kernel_state, timeout=60.0)
 
 LAYER, BELOW, SEED, N_SCENES = "features.11", "features.10", 5, 10
 SETUP = """
@@ -53,27 +53,9 @@ panel.subs_box.observe(_record, names="children")  # the last part a redraw fill
 _record()
 explorer
 """
-KERNEL_IDLE = """() => {
-  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-  const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
-  return !!k && k.status === "idle";
-}"""
 # every reference tile's picture has loaded, with its size and a fingerprint of its pixels
 TILE_IMAGES = """() => [...document.querySelectorAll('.under-test .clrp-atlas-ref img')].map(
   (img) => ({ done: img.complete, w: img.naturalWidth, h: img.naturalHeight, src: img.src }))"""
-
-
-def _kernel_state(log: Path, accept, timeout: float = 60.0) -> dict:
-    """The newest panel state that ``accept`` takes, waiting for it to appear."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if log.exists():
-            lines = log.read_text().splitlines()
-            if lines and accept(json.loads(lines[-1])):
-                return json.loads(lines[-1])
-        time.sleep(0.1)
-    last = log.read_text().splitlines()[-1] if log.exists() else "no state written"
-    raise AssertionError(f"the kernel never reached the expected state; last: {last}")
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,11 @@ Explorer whose class name is hostile HTML. Screenshots go to ``build/test-artifa
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import ARTIFACTS
+from conftest import ARTIFACTS, KERNEL_IDLE, kernel_state
 
 pytestmark = pytest.mark.browser
 
@@ -56,24 +55,6 @@ RAPID_CLICKS = """() => {
     groups[i].querySelector("rect.bar").dispatchEvent(new MouseEvent("click", { bubbles: true }));
   }
 }"""
-KERNEL_IDLE = """() => {
-  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-  const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
-  return !!k && k.status === "idle";
-}"""
-
-
-def _kernel_state(log: Path, accept, timeout: float = 30.0) -> dict:
-    """The newest kernel-side state line that ``accept`` takes, waiting for it to appear."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if log.exists():
-            lines = log.read_text().splitlines()
-            if lines and accept(json.loads(lines[-1])):
-                return json.loads(lines[-1])
-        time.sleep(0.1)
-    last = log.read_text().splitlines()[-1] if log.exists() else "no state written"
-    raise AssertionError(f"the kernel never reached the expected state; last: {last}")
 
 
 def _data(locator, key: str):
@@ -101,7 +82,7 @@ def test_explorer_clicks_in_jupyterlab(lab_server, page):
     ut.locator(".clrp-thumbnails .clrp-thumbs[data-count='12']").wait_for(timeout=60_000)
     bars = ut.locator(".clrp-neuron-bars rect.bar")
     bars.first.wait_for(timeout=30_000)
-    start = _kernel_state(log, lambda s: s["map_version"] >= 1)
+    start = kernel_state(log, lambda s: s["map_version"] >= 1)
     assert _data(main, "map-version") == start["map_version"]
     assert _data(main, "target") == start["target"]
     assert main.get_attribute("data-layer") == start["layer"]
@@ -113,14 +94,14 @@ def test_explorer_clicks_in_jupyterlab(lab_server, page):
     single = ut.locator(".clrp-neuron-view .clrp-heatmap[data-view='single'][data-panels='1']")
     single.wait_for(timeout=30_000)
     first = _data(single, "channels")
-    state = _kernel_state(log, lambda s: len(s["channels"]) == 1)
+    state = kernel_state(log, lambda s: len(s["channels"]) == 1)
     assert state["channels"] == first and _data(neurons, "panels") == 1
 
     # 2. a second bar: A vs B side by side with their difference
     groups.nth(5).locator("rect.bar").first.dispatch_event("click")
     pair = ut.locator(".clrp-neuron-view .clrp-heatmap[data-view='compare'][data-panels='3']")
     pair.wait_for(timeout=30_000)
-    state = _kernel_state(log, lambda s: len(s["channels"]) == 2)
+    state = kernel_state(log, lambda s: len(s["channels"]) == 2)
     assert state["channels"] == _data(pair, "channels") and state["channels"][0] == first[0]
     assert "correlation" in ut.locator(".clrp-neuron-view .clrp-caption").inner_text()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -133,7 +114,7 @@ def test_explorer_clicks_in_jupyterlab(lab_server, page):
     settled = ut.locator(f".clrp-neuron-view .clrp-heatmap[data-channels='{compact}']")
     settled.wait_for(timeout=30_000)
     # the last view wins on both sides: the kernel's newest map is the one the DOM shows
-    state = _kernel_state(
+    state = kernel_state(
         log, lambda s: s["channels"] == want and s["map_version"] == _data(settled, "map-version")
     )
     assert _data(settled, "channels") == state["channels"] == want
@@ -147,7 +128,7 @@ def test_explorer_clicks_in_jupyterlab(lab_server, page):
     listed.wait_for(timeout=30_000)
     ut.locator(".clrp-main-map .clrp-neuron").first.wait_for(timeout=10_000)
     pixel = _data(ut.locator(".clrp-main-map .clrp-heatmap"), "pixel")
-    assert pixel == start["peak"] and _kernel_state(log, lambda s: s["pixel"] == pixel)
+    assert pixel == start["peak"] and kernel_state(log, lambda s: s["pixel"] == pixel)
 
     # 4. CLRP2: the map changes
     before = main.locator("canvas").first.evaluate("c => c.toDataURL()")
@@ -157,7 +138,7 @@ def test_explorer_clicks_in_jupyterlab(lab_server, page):
     after = main.locator("canvas").first.evaluate("c => c.toDataURL()")
     assert after != before
     assert (
-        _kernel_state(log, lambda s: s["contrast"] == "clrp2")["map_version"] > start["map_version"]
+        kernel_state(log, lambda s: s["contrast"] == "clrp2")["map_version"] > start["map_version"]
     )
 
     # the thumbnails follow the main map; then no progress bar is left behind

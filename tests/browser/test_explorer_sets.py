@@ -7,17 +7,17 @@ Screenshots land in ``build/test-artifacts/sets_*.png``.
 
 from __future__ import annotations
 
+import functools
 import json
-import time
-from pathlib import Path
 
 import nbformat
 import numpy as np
 import pytest
-from conftest import ARTIFACTS
+from conftest import ARTIFACTS, KERNEL_IDLE, kernel_state
 from PIL import Image
 
 pytestmark = pytest.mark.browser
+_kernel_state = functools.partial(kernel_state, timeout=60.0)
 
 CELLS = [
     "import json, pathlib\n"
@@ -37,23 +37,6 @@ CELLS = [
     "_record()\n"
     "explorer",
 ]
-KERNEL_IDLE = """() => {
-  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-  const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
-  return !!k && k.status === "idle";
-}"""
-
-
-def _kernel_state(log: Path, accept, timeout: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if log.exists():
-            lines = log.read_text().splitlines()
-            if lines and accept(json.loads(lines[-1])):
-                return json.loads(lines[-1])
-        time.sleep(0.1)
-    last = log.read_text().splitlines()[-1] if log.exists() else "no state written"
-    raise AssertionError(f"the kernel never reached the expected state; last: {last}")
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,11 @@ One JupyterLab page per module; screenshots land in ``build/test-artifacts/ux_*.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import ARTIFACTS
+from conftest import ARTIFACTS, KERNEL_IDLE, kernel_state
 
 pytestmark = pytest.mark.browser
 
@@ -33,11 +32,6 @@ CELLS = [
     "_record()\n"
     "explorer",
 ]
-KERNEL_IDLE = """() => {
-  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-  const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
-  return !!k && k.status === "idle";
-}"""
 # WCAG 2 contrast of each visible text element against the background it is drawn on
 # (translucent backgrounds and text colours composited, as the eye sees them).
 CONTRASTS = """(selector) => {
@@ -101,18 +95,6 @@ OVERFLOW = """() => {
 }"""
 
 
-def _kernel_state(log: Path, accept, timeout: float = 30.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if log.exists():
-            lines = log.read_text().splitlines()
-            if lines and accept(json.loads(lines[-1])):
-                return json.loads(lines[-1])
-        time.sleep(0.1)
-    last = log.read_text().splitlines()[-1] if log.exists() else "no state written"
-    raise AssertionError(f"the kernel never reached the expected state; last: {last}")
-
-
 def _set_theme(page, name: str) -> None:
     page.evaluate(
         f"() => window.jupyterapp.commands.execute('apputils:change-theme', {{theme: '{name}'}})"
@@ -170,7 +152,7 @@ def _select_pixel_with_keys(page, log: Path) -> list[int]:
         page.locator(".under-test .clrp-main-map .clrp-heatmap").get_attribute("data-cursor")
     )
     page.keyboard.press("Enter")
-    state = _kernel_state(log, lambda s: s["pixel"] == cursor)
+    state = kernel_state(log, lambda s: s["pixel"] == cursor)
     return state["pixel"]
 
 
@@ -207,7 +189,7 @@ def test_keyboard_walks_the_thumbnails_and_enter_selects(lab):
     assert thumbs.nth(2).get_attribute("aria-label")
     page.keyboard.press("Enter")
     channel = int(focused)
-    _kernel_state(log, lambda s: channel in s["channels"])
+    kernel_state(log, lambda s: channel in s["channels"])
     page.locator(f".under-test .clrp-thumb.clrp-selected[data-channel='{channel}']").wait_for(
         timeout=30_000
     )
@@ -226,7 +208,7 @@ def test_the_pixel_list_does_not_push_content_down(lab):
         page.keyboard.press(key)
         page.keyboard.press("Enter")
         cursor = json.loads(main.get_attribute("data-cursor"))
-        _kernel_state(log, lambda s, c=cursor: s["pixel"] == c)
+        kernel_state(log, lambda s, c=cursor: s["pixel"] == c)
         page.wait_for_timeout(300)
         tops.append(below.bounding_box()["y"])
     assert max(tops) - min(tops) <= 1, f"the neuron bars moved: {tops}"
