@@ -22,9 +22,7 @@ Between clicks the kernel is reset (no channels selected) with an untimed kernel
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
 import statistics
 import sys
 import tempfile
@@ -34,7 +32,7 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "browser"))
-from conftest import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402  (the tests' server recipe)
+from conftest import CHROMIUM, CHROMIUM_ARGS, lab  # noqa: E402  (the tests' server recipe)
 
 ACTIONS = ["bar", "thumbnail", "pixel", "target", "contrast"]
 SETUP = """
@@ -128,36 +126,11 @@ RESET = {
 }
 
 
-def _lab(tmp: Path):
+def _kernel_env() -> dict[str, str]:
+    """The environment of the lab and its kernels: this checkout importable."""
     env = dict(os.environ)
-    for var in ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTERLAB_WORKSPACES_DIR"):
-        env[var] = str(tmp / var.lower())
-    settings = tmp / "settings"
-    env["JUPYTERLAB_SETTINGS_DIR"] = str(settings)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    news = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-    news.parent.mkdir(parents=True)
-    news.write_text(json.dumps({"fetchNews": "false"}))
-    (tmp / "root").mkdir()
-    token = secrets.token_hex(16)
-
-    def command(port: int) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "jupyterlab",
-            "--no-browser",
-            "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.port={port}",
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={tmp / 'root'}",
-            "--ServerApp.allow_root=True",
-            "--LabApp.expose_app_in_browser=True",
-            "--LabServerApp.extension_manager=readonly",
-        ]
-
-    ready = f"api/status?token={token}"
-    return serve(command, ready=ready, log_path=tmp / "lab.log", env=env), token
+    return env
 
 
 def bench_browser(models: list[str], clicks: int) -> dict[str, dict[str, float]]:
@@ -167,8 +140,8 @@ def bench_browser(models: list[str], clicks: int) -> dict[str, dict[str, float]]
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        server, token = _lab(tmp)
-        with server as base, sync_playwright() as pw:
+        with lab(tmp, _kernel_env()) as server, sync_playwright() as pw:
+            base, token = server.base, server.token
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             for name in models:
                 nb = nbformat.v4.new_notebook()

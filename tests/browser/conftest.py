@@ -111,13 +111,16 @@ def serve(command, *, ready: str, log_path: Path, env: dict, cwd=None, timeout: 
                 proc.kill()
 
 
-@pytest.fixture(scope="session")
-def lab_server(tmp_path_factory):
-    """JupyterLab in a temp root with temp config/runtime/settings dirs; stopped at the end."""
-    tmp = tmp_path_factory.mktemp("lab")
+@contextmanager
+def lab(tmp: Path, env: dict | None = None):
+    """JupyterLab on 127.0.0.1 with its root, config, runtime, workspaces and settings dirs in
+    ``tmp`` (news fetching off); yields a :class:`LabServer`, stopped on exit.
+
+    ``env`` is the server's (and its kernels') environment, default ``os.environ``.
+    """
     root = tmp / "root"
     root.mkdir()
-    env = dict(os.environ)
+    env = dict(os.environ if env is None else env)
     for var in ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTERLAB_WORKSPACES_DIR"):
         env[var] = str(tmp / var.lower())
     settings = tmp / "settings"
@@ -145,3 +148,10 @@ def lab_server(tmp_path_factory):
     ready = f"api/status?token={token}"
     with serve(command, ready=ready, log_path=tmp / "lab.log", env=env) as base:
         yield LabServer(base, token, root)
+
+
+@pytest.fixture(scope="session")
+def lab_server(tmp_path_factory):
+    """JupyterLab for the browser tests (see :func:`lab`); stopped at the end of the session."""
+    with lab(tmp_path_factory.mktemp("lab")) as server:
+        yield server
