@@ -41,22 +41,6 @@ class TinyNet(nn.Module):
         return self.classifier(self.features(x))
 
 
-@pytest.fixture(scope="module")
-def explainer():
-    torch.manual_seed(3)
-    return cw.Explainer(TinyNet().eval(), input_bounds=(0.0, 1.0), class_names=NAMES)
-
-
-@pytest.fixture(scope="module")
-def image():
-    return torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1))
-
-
-@pytest.fixture
-def ex(explainer, image):
-    return Explorer(explainer, image).wait()
-
-
 def shown(view) -> np.ndarray:
     return np.frombuffer(view.maps, np.float32).reshape(-1, view.height, view.width)
 

@@ -10,19 +10,13 @@ import pytest
 import torch
 import xarray as xr
 from PIL import Image
-from test_explorer import NAMES, TinyNet, shown
+from test_explorer import shown
 from widget_messages import custom
 
 import clrp_widgets as cw
 from clrp_widgets.widgets.explorer import Explorer
 from clrp_widgets.widgets.gallery import GalleryStrip, png_thumbnail
 from clrp_widgets.widgets.sources import image_set
-
-
-@pytest.fixture(scope="module")
-def explainer():
-    torch.manual_seed(3)
-    return cw.Explainer(TinyNet().eval(), input_bounds=(0.0, 1.0), class_names=NAMES)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import pytest
 import torch
-from test_explorer import NAMES, TinyNet, shown
+from test_explorer import NAMES, shown
 from torch import nn
 from widget_messages import bar_click, custom, update
 
@@ -21,22 +21,6 @@ from clrp_widgets.results import open_tree
 from clrp_widgets.widgets.charts import TopClassesChart
 from clrp_widgets.widgets.explorer import Explorer
 from clrp_widgets.widgets.runner import LatestRunner
-
-
-@pytest.fixture(scope="module")
-def explainer():
-    torch.manual_seed(3)
-    return cw.Explainer(TinyNet().eval(), input_bounds=(0.0, 1.0), class_names=NAMES)
-
-
-@pytest.fixture(scope="module")
-def image():
-    return torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1))
-
-
-@pytest.fixture
-def ex(explainer, image):
-    return Explorer(explainer, image).wait()
 
 
 def consistent(ex: Explorer) -> None:
