@@ -139,17 +139,20 @@ class ZPlus(LinearRule):
     bias: bool = False
 
     def prepare(self, weight: Tensor, bias: Tensor | None) -> Prepared:
-        # W- is kept only once an input with negative values needs it (ReLU nets never do)
-        return {"w": weight, "wp": weight.clamp(min=0), "bp": _pos(bias) if self.bias else None}
+        # W- is kept only once an input with negative values needs it (ReLU nets never do).
+        # eps rides in the bias of the denominators' forward pass (fused: no extra pass over z)
+        eps = torch.full(weight.shape[:1], self.eps, dtype=weight.dtype, device=weight.device)
+        den_bias = eps + bias.clamp(min=0) if self.bias and bias is not None else eps
+        return {"w": weight, "wp": weight.clamp(min=0), "den_bias": den_bias}
 
     def state(self, op: LinearOp, a: Tensor, out: Tensor | None, p: Prepared) -> State:
         ap, an = _signed_parts(a)
-        z = op.forward(ap, p["wp"], p["bp"])
+        z = op.forward(ap, p["wp"], p["den_bias"])
         if an is not None:
             if "wn" not in p:
                 p["wn"] = p["w"].clamp(max=0)
             z = z + op.forward(an, p["wn"])
-        return {"ap": ap, "an": an, "den": z.add_(self.eps)}  # z >= 0: equals stabilize(z, eps)
+        return {"ap": ap, "an": an, "den": z}  # z+ + eps >= eps: equals stabilize(z+, eps)
 
     def relevance(self, op: LinearOp, a: Tensor, st: State, p: Prepared, R: Tensor) -> Tensor:
         s = R / st["den"]
