@@ -51,7 +51,7 @@ from clrp_widgets.widgets.maps import (
 )
 from clrp_widgets.widgets.panels import PanelsMixin
 from clrp_widgets.widgets.runner import Job, LatestRunner
-from clrp_widgets.widgets.session import ExplainSession, View, stoppable
+from clrp_widgets.widgets.session import BASELINES, ExplainSession, View, stoppable
 from clrp_widgets.widgets.sources import (
     as_input,
     default_layer,
@@ -763,6 +763,11 @@ class Explorer(PanelsMixin, ExportMixin, w.VBox):
             return
         self._stage(job, "main map", 0.3)
         main = s.decision_map(view)
+        if view.contrast in BASELINES:  # the bars need their own pass: show the map first
+            job.publish(lambda: self._show_header(view, main))
+            if not job.current():
+                return
+            self._stage(job, "neuron bars", 0.4)
         layer = s.layer(view)
         n_units = s.n_channels(view)
         self._shown[("units", view.layer)] = n_units

@@ -80,6 +80,28 @@ class PanelsMixin:
     ) -> None:
         """The header's map, the neuron bars and the pixel's list (and the neuron maps, if
         given), then the view's state, once."""
+        self._draw_header(view, main)
+        decision = view.decision()
+        units = self._units_of(view, int(layer["neuron_relevance"].shape[-1]))
+        self._units[view.layer] = units
+        if self._changed("bars", decision):
+            self._show_bars(view, layer, units)
+        self.bars.select(view.channels)
+        if self._changed("pixel", (decision, view.pixel)):
+            self._show_pixel(view, layer, units)
+        self._shown_view = view
+        if chan_maps is None or not self._show_neurons(view, chan_maps, publish=False):
+            self._publish_state(view)
+
+    def _show_header(self, view: View, main: np.ndarray) -> None:
+        """The header's map alone, its state saying the neuron bars are still coming.
+
+        For a baseline the neuron panel needs its own LRP-family pass: the map is shown first.
+        """
+        self._draw_header(view, main)
+        self.heatmap.state = {**self._state(view, self.map_version), "stage": "neuron bars"}
+
+    def _draw_header(self, view: View, main: np.ndarray) -> None:
         name = self.class_names[view.target]
         if self._changed("image", view.image):
             self._image = self._display(view.image)
@@ -95,17 +117,6 @@ class PanelsMixin:
             self.heatmap.help = self._help(view)
             self.heatmap.panel_tooltips = [CONTRAST_TIPS.get(view.contrast, label)]
         self.top5.highlight(view.target)
-        decision = view.decision()
-        units = self._units_of(view, int(layer["neuron_relevance"].shape[-1]))
-        self._units[view.layer] = units
-        if self._changed("bars", decision):
-            self._show_bars(view, layer, units)
-        self.bars.select(view.channels)
-        if self._changed("pixel", (decision, view.pixel)):
-            self._show_pixel(view, layer, units)
-        self._shown_view = view
-        if chan_maps is None or not self._show_neurons(view, chan_maps, publish=False):
-            self._publish_state(view)
 
     def _publish_state(self, view: View) -> None:
         version = self.map_version + 1

@@ -95,6 +95,24 @@ def test_every_contrast_from_the_picker(ex, explainer, image, contrast):
     assert (ex.class_b_picker.layout.display is None) == (contrast == "pairwise")
 
 
+def test_a_baseline_shows_its_map_before_the_neuron_bars(ex, explainer, image):
+    """The header's gradient map is published first, its state saying the bars are coming."""
+    version, seen = ex.map_version, []
+    ex.heatmap.observe(
+        lambda c: seen.append((dict(c["new"]), shown(ex.heatmap)[0].copy())), "state"
+    )
+    ex.select(contrast="gradient")
+    header = [(st, m) for st, m in seen if st.get("stage") == "neuron bars"]
+    assert len(header) == 1
+    state, main = header[0]
+    assert state["contrast"] == "gradient" and state["map_version"] == version
+    want = explainer.baseline(image, ex.target, "gradient").values[0]
+    np.testing.assert_allclose(main, want, rtol=1e-5, atol=1e-7)
+    final = seen[-1][0]
+    assert final["map_version"] == version + 1 and final["stage"] == ""
+    assert len(ex.bars.channels) > 0  # the bars came after the map
+
+
 def test_pairwise_contrast_follows_class_b(ex, explainer, image):
     ex.select(contrast="pairwise", class_b=3)
     first = shown(ex.heatmap)[0].copy()
