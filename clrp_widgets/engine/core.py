@@ -107,6 +107,9 @@ class _ForwardPass:
     layers: list[str]  # capturable layers, in order of their first call
     logit_node: Node | None
     ledger: Any  # the nodes' Ledger (conservation guard)
+    # the last contrast-only pass over this forward pass: (its request, its maps), so that the
+    # next request for all three kinds costs one pass (the target's), the dual being derived
+    last_contrast: tuple[Any, tuple[Tensor, list[Tensor]]] | None = None
 
 
 class RelevanceEngine:
@@ -259,13 +262,23 @@ class RelevanceEngine:
         compute = ["target", "dual"] if normalise else [k for k in kinds if k != "contrast"]
         if "contrast" in kinds and not derive:
             compute.append("contrast")
+        request = (contrast, dual_seed, tuple(targets.tolist()), tuple(names))
+        maps = {}
+        last = fp.last_contrast
+        if "contrast" in kinds and not normalise and last is not None and last[0] == request:
+            maps["contrast"] = last[1]  # the dual is target - contrast: one pass less
+            compute = ["target"] if {"target", "dual"} & set(kinds) else []
+            derive = False
         with self._denominators(fp, several_passes=len(compute) > 1):
-            maps = {}
             for k in compute:
                 with self._guard(fp, seeds[k].scale(), seeds[k].total(), k) as check:
                     maps[k] = self._class_backprop(fp, seeds[k], targets, names)
                     check.append(maps[k][0])
-        sums = {k: seeds[k].total() for k in compute}
+        if compute == ["contrast"]:
+            fp.last_contrast = (request, maps["contrast"])
+        if "dual" in kinds and "dual" not in maps:
+            maps["dual"] = _difference(maps["target"], maps["contrast"])
+        sums = {k: seeds[k].total() for k in (*compute, *kinds)}
         if normalise:
             for k in ("target", "dual"):
                 scale = 1.0 / maps[k][0].flatten(1).sum(1)

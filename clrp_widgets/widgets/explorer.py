@@ -51,7 +51,7 @@ from clrp_widgets.widgets.maps import (
 )
 from clrp_widgets.widgets.panels import PanelsMixin
 from clrp_widgets.widgets.runner import Job, LatestRunner
-from clrp_widgets.widgets.session import BASELINES, ExplainSession, View, stoppable
+from clrp_widgets.widgets.session import ExplainSession, View, stoppable
 from clrp_widgets.widgets.sources import (
     as_input,
     default_layer,
@@ -750,6 +750,13 @@ class Explorer(PanelsMixin, ExportMixin, w.VBox):
         job.publish(lambda: self._show_prediction(resolved.image, probs))
         return resolved
 
+    def _known_channels(self, view: View) -> bool:
+        """Whether the view's channels are known to exist (before its layer's tree is made)."""
+        n_units = self._shown.get(("units", view.layer))
+        return not view.channels or (
+            n_units is not None and all(0 <= c < n_units for c in view.channels)
+        )
+
     def _render(self, view: View, job: Job) -> None:
         """Compute what ``view`` needs, stopping part-way as soon as a newer request arrives."""
         with stoppable(lambda: not job.current()):
@@ -763,7 +770,7 @@ class Explorer(PanelsMixin, ExportMixin, w.VBox):
             return
         self._stage(job, "main map", 0.3)
         main = s.decision_map(view)
-        if view.contrast in BASELINES:  # the bars need their own pass: show the map first
+        if not s.tree_cached(view) and self._known_channels(view):  # show the map first
             job.publish(lambda: self._show_header(view, main))
             if not job.current():
                 return

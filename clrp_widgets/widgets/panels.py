@@ -96,7 +96,8 @@ class PanelsMixin:
     def _show_header(self, view: View, main: np.ndarray) -> None:
         """The header's map alone, its state saying the neuron bars are still coming.
 
-        For a baseline the neuron panel needs its own LRP-family pass: the map is shown first.
+        The neuron panel's tree needs another pass (the target's, or for a baseline its own
+        LRP-family passes): the map is shown first.
         """
         self._draw_header(view, main)
         self.heatmap.state = {**self._state(view, self.map_version), "stage": "neuron bars"}

@@ -133,10 +133,18 @@ class ExplainSession:
         """The probabilities if already computed (never computes)."""
         return self._maps.items.get(("probs", rules, image))
 
+    @staticmethod
+    def _tree_key(view: View) -> tuple[Any, ...]:
+        return (view.image, view.rules, view.target, view.engine_contrast(), view.layer)
+
+    def tree_cached(self, view: View) -> bool:
+        """Whether the view's tree is at hand (never computes)."""
+        return self._tree_key(view) in self._trees.items
+
     @_locked
     def tree(self, view: View) -> xr.DataTree:
         """The result tree of the view's target and panel contrast, capturing the view's layer."""
-        key = (view.image, view.rules, view.target, view.engine_contrast(), view.layer)
+        key = self._tree_key(view)
 
         def make() -> xr.DataTree:
             self.backward_calls += 1
@@ -153,8 +161,9 @@ class ExplainSession:
     def decision_map(self, view: View) -> np.ndarray:
         """The (H, W) map of the header's contrast: LRP-family from the tree, or a baseline."""
         if view.contrast in LRP_CONTRASTS:
-            heat = self.tree(view)["input"]["heatmap"]
-            return heat.sel(kind=view.kind).values[0]
+            if view.kind == "target" or self.tree_cached(view):
+                return self.tree(view)["input"]["heatmap"].sel(kind=view.kind).values[0]
+            return self._maps.get(("contrast", *self._tree_key(view)), lambda: self._contrast(view))
         key = ("baseline", view.image, view.rules, view.target, view.contrast)
 
         def make() -> np.ndarray:
@@ -165,6 +174,18 @@ class ExplainSession:
             )
 
         return self._maps.get(key, make)
+
+    def _contrast(self, view: View) -> np.ndarray:
+        """The contrast map alone: one pass, which the engine reuses for the view's tree."""
+        self.backward_calls += 1
+        tree = self.explainer(view.rules).explain(
+            self.xs[view.image],
+            view.target,
+            contrast=view.engine_contrast(),
+            kinds=["contrast"],
+            layers=[view.layer],  # the tree's layers: the engine keeps this pass for it
+        )
+        return np.asarray(tree["input"]["heatmap"].sel(kind="contrast").values[0])
 
     @_locked
     def layer(self, view: View) -> xr.Dataset:

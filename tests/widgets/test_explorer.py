@@ -101,16 +101,45 @@ def test_a_baseline_shows_its_map_before_the_neuron_bars(ex, explainer, image):
     ex.heatmap.observe(
         lambda c: seen.append((dict(c["new"]), shown(ex.heatmap)[0].copy())), "state"
     )
-    ex.select(contrast="gradient")
+    other = (ex.target + 1) % len(NAMES)  # a target whose neuron-panel tree is not at hand
+    ex.select(contrast="gradient", target=other)
     header = [(st, m) for st, m in seen if st.get("stage") == "neuron bars"]
     assert len(header) == 1
     state, main = header[0]
     assert state["contrast"] == "gradient" and state["map_version"] == version
-    want = explainer.baseline(image, ex.target, "gradient").values[0]
+    want = explainer.baseline(image, other, "gradient").values[0]
     np.testing.assert_allclose(main, want, rtol=1e-5, atol=1e-7)
     final = seen[-1][0]
     assert final["map_version"] == version + 1 and final["stage"] == ""
     assert len(ex.bars.channels) > 0  # the bars came after the map
+
+
+def test_a_new_target_shows_its_contrast_map_first_and_costs_two_passes(ex, explainer, image):
+    """Contrast pass -> map on screen; target pass -> bars (the dual is their difference)."""
+    engine, passes, seen = explainer.engine, [0], []
+    inner = engine._class_backprop
+
+    def counted(*args, **kwargs):
+        passes[0] += 1
+        return inner(*args, **kwargs)
+
+    ex.heatmap.observe(lambda c: seen.append(dict(c["new"])), "state")
+    engine._class_backprop = counted
+    try:
+        ex.select(target=3)
+    finally:
+        del engine._class_backprop
+    header = [st for st in seen if st.get("stage") == "neuron bars"]
+    assert len(header) == 1 and header[0]["target"] == 3
+    assert passes[0] == 2
+    tree = explainer.explain(image, 3, layers=[ex.layer])
+    np.testing.assert_allclose(
+        shown(ex.heatmap)[0], tree["input"]["heatmap"].sel(kind="contrast").values[0], rtol=1e-5
+    )
+    want = tree["layers"][ex.layer]["neuron_relevance"].values[:, 0]
+    np.testing.assert_allclose(
+        ex.session.layer(ex.view)["neuron_relevance"].values, want, rtol=1e-4, atol=1e-7
+    )
 
 
 def test_pairwise_contrast_follows_class_b(ex, explainer, image):
