@@ -57,7 +57,8 @@ class LayerAxes:
     positions : tuple of str
         Names of the other axes after ``sample``, in the tensor's order.
     grid : (int, int) or None
-        For a ``token`` layer: the patch grid ``(gy, gx)`` its last ``gy * gx`` tokens lie on.
+        For a layer with a ``token`` (or attention ``key``) axis: the patch grid ``(gy, gx)``
+        that axis's last ``gy * gx`` tokens lie on.
     """
 
     feature: int
@@ -148,7 +149,9 @@ def layer_axes(
         if len(shape) <= 2:
             feature, kind = 1, "unit" if len(shape) == 2 else kind
         positions = _positions(kind, feature, shape, name)
-        grid = _grid(shape[1], grids) if positions == ("token",) else None
+        tokens = next((p for p in ("token", "key") if p in positions), None)
+        size = shape[1:][positions.index(tokens) + (feature == 1)] if tokens else 0
+        grid = _grid(size, grids) if tokens else None
         if feature == 1 and kind == "channel" and len(shape) == 4:
             grids.append(shape)
         result[name] = LayerAxes(feature, kind, positions, grid)

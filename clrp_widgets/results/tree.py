@@ -15,7 +15,9 @@ a hidden unit of a token or channels-last layer, or an attention head (attrs ``u
 "channel", "unit" or "head"; ``layout``: the tensor's own axis order, e.g. ``["sample",
 "token", "channel"]``). The other axes are ``y, x`` (conv and channels-last layers), ``token``
 (with ``token_kind``, ``patch_y``, ``patch_x`` coordinates on a patch grid) or ``query, key``
-/ ``token, head_dim`` (attention); ``neuron_relevance`` sums over all of them.
+/ ``token, head_dim`` (attention); ``neuron_relevance`` sums over all of them. Where the tokens
+lie on a patch grid, attr ``patch_grid`` is ``[gy, gx]``: the last ``gy * gx`` tokens of the
+``token`` / ``key`` axis, row by row; the extra tokens before them (the class token) have none.
 
 Node names are the torch module names, dots included (``tree["layers/features.28"]``); the
 only rewrites are ``"/"`` to ``"∕"`` (U+2215) and the root module ``""`` to ``"(model)"``, see
@@ -155,6 +157,8 @@ def _layer_dataset(
         dims = ("channel", *axes.positions)
         if "token" in dims:
             coords.update(_token_coords(activation.shape[dims.index("token") + 1], axes.grid))
+        if axes.grid is not None:
+            attrs["patch_grid"] = list(axes.grid)
     if axes is not None:
         flat = activation.ndim <= 2
         attrs.update(unit_kind=axes.kind, layout=["sample", "unit"] if flat else list(axes.layout))

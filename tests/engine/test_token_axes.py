@@ -217,3 +217,17 @@ def test_channels_last_layers_and_conservation_of_a_units_map() -> None:
     # conservation (bias-free z^B, epsilon 1e-9, proportional sums): unit c's map sums to c's
     np.testing.assert_allclose(maps.sum((1, 2)), per_unit, rtol=1e-6, atol=1e-9)
     assert np.ptp(per_unit) > 1e-3 * np.abs(per_unit).max()  # the units differ
+
+
+def test_vit_tree_round_trips_through_netcdf(vit_tree, tmp_path) -> None:
+    _, _, tree = vit_tree
+    path = tmp_path / "vit.nc"
+    tree.to_netcdf(path)
+    back = cw.results.open_tree(path)
+    for name in (MLP0, f"{BLOCK}.self_attention:softmax"):
+        got, want = back["layers"][name].ds, tree["layers"][name].ds
+        assert got.relevance.dims == want.relevance.dims
+        np.testing.assert_array_equal(got.relevance.values, want.relevance.values)
+    mlp = back["layers"][MLP0].ds
+    assert list(mlp.token_kind.values[:2]) == ["class", "patch"]
+    assert cw.results.decode_attrs(mlp.attrs)["patch_grid"] == [4, 4]
