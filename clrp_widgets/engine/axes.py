@@ -156,3 +156,11 @@ def layer_axes(
             grids.append(shape)
         result[name] = LayerAxes(feature, kind, positions, grid)
     return result
+
+
+def neurons_first(tensor: Any, axes: LayerAxes | None, lead: int = 1) -> Any:
+    """``tensor`` (a layer's ``(N, ...)`` output, or ``(K, N, ...)`` relevance with ``lead=2``)
+    with the neuron axis moved to position ``lead`` (a view); unchanged without ``axes``."""
+    if axes is None:
+        return tensor
+    return tensor.movedim(axes.feature + lead - 1, lead)
