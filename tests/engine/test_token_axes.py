@@ -231,3 +231,29 @@ def test_vit_tree_round_trips_through_netcdf(vit_tree, tmp_path) -> None:
     mlp = back["layers"][MLP0].ds
     assert list(mlp.token_kind.values[:2]) == ["class", "patch"]
     assert cw.results.decode_attrs(mlp.attrs)["patch_grid"] == [4, 4]
+
+
+def test_torchvision_swin_layers_are_channels_last_with_units_first() -> None:
+    torch.manual_seed(0)
+    model = torchvision.models.SwinTransformer(
+        patch_size=[4, 4], embed_dim=16, depths=[1, 1], num_heads=[2, 2], window_size=[2, 2],
+        num_classes=5,
+    ).double().eval()  # fmt: skip
+    ex = cw.Explainer(model, rules="attnlrp", input_bounds=(0, 1))
+    tree = ex.explain(torch.rand(1, 3, 32, 32, dtype=torch.float64), 1, contrast="clrp1")
+    for name, shape in (
+        ("features.1.0:add", (16, 8, 8)),  # residual sum: the axis of the same-shaped MLP
+        ("features.1.0.mlp.0", (64, 8, 8)),
+        ("features.2.reduction", (32, 4, 4)),  # patch merging's Linear
+        ("features.3.0:add.1", (32, 4, 4)),
+    ):
+        ds = tree["layers"][name].ds
+        assert ds.relevance.dims[2:] == ("channel", "y", "x"), name
+        assert tuple(ds.relevance.shape[2:]) == shape, name
+        assert cw.results.decode_attrs(ds.attrs)["layout"] == ["sample", "y", "x", "channel"]
+        rel = ds.relevance.sel(kind="contrast").values[0]
+        np.testing.assert_allclose(
+            ds.neuron_relevance.sel(kind="contrast").values[0], rel.sum((1, 2)), rtol=1e-10
+        )
+    assert tree["layers"]["features.0.0"].ds.relevance.dims[2:] == ("channel", "y", "x")
+    assert tree["layers"]["avgpool"].ds.relevance.dims[2:] == ("channel", "y", "x")
