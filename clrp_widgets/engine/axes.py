@@ -13,17 +13,22 @@ axis. The rule follows what the op that made the layer acts on:
   ``matmul``, ``bmm`` and ``einsum`` (the engine runs fused attention batch first with the heads
   as axis 1: ``(N, heads, query, key)`` scores and attention maps, ``(N, heads, token,
   head_dim)`` for AV). A 3-d product is a token layer (``x @ W``); 5-d and more keeps axis 1
-  (e.g. MaxViT's grid attention ``(N, G, P, heads, I, J)``) with generic axis names.
+  (e.g. MaxViT's grid attention ``(N, G, P, heads, I, J)``) with generic axis names
+  (``axis<i>``, its index in the tensor).
 - **inherited**: element-wise layers (residual ``add``, gates ``mul``, ``div``, ``mean``/``sum``
   reductions) act on no axis; they take the axis of the nearest captured layer of the same
   shape, earlier in the forward pass first, then later; without one, axis 1.
 
 The result tree moves the neuron axis to the front, so every layer reads
 ``(channel, <positions>)``: token layers ``(channel, token)``, channels-last ones
-``(channel, y, x)``. Tokens are mapped to the patch grid when a channels-first layer earlier in
-the forward pass (the patch embedding) has ``gy * gx`` positions and the layer has ``gy * gx``
-tokens plus at most :data:`MAX_EXTRA_TOKENS` extra ones, which are taken to come first (the class
-token, as in torchvision's ViT).
+``(channel, y, x)``, except where their two position axes hold the pixels of the last
+channels-first map in another arrangement (MaxViT's window and grid partitions: same count,
+other shape), which get generic names ``axis<i>`` (a partition of the same shape as the map,
+as in tiny configurations, cannot be told from it by shape and reads ``y, x``). Tokens are
+mapped to the patch grid when a channels-first layer earlier in the forward pass (the patch
+embedding) has ``gy * gx`` positions and the layer has ``gy * gx`` tokens plus at most
+:data:`MAX_EXTRA_TOKENS` extra ones, which are taken to come first (the class token, as in
+torchvision's ViT).
 """
 
 from __future__ import annotations
@@ -97,17 +102,33 @@ def _own(name: str, module: Any, ndim: int) -> tuple[int, str] | None:
     return None
 
 
-def _positions(kind: str, feature: int, shape: Sequence[int], name: str) -> tuple[str, ...]:
+def _generic(ndim: int, feature: int) -> tuple[str, ...]:
+    return tuple(f"axis{i}" for i in range(1, ndim) if i != feature)
+
+
+def _positions(
+    kind: str, feature: int, shape: Sequence[int], name: str, grids: Sequence[tuple[int, ...]]
+) -> tuple[str, ...]:
     ndim = len(shape)
     rest = ndim - 2
     if kind == "head" and ndim == 4:
         scores = _op(name) == "softmax" or shape[-1] == shape[-2]
         return ("query", "key") if scores else ("token", "head_dim")
+    if _op(name) in _PRODUCT_OPS and ndim > 4:
+        return _generic(ndim, feature)  # e.g. MaxViT's (N, G, P, heads, I, J)
     if feature == ndim - 1 and feature != 1:
         if rest == 1:
             return ("token",)
-        return _SPATIAL.get(rest) or tuple(f"axis{i}" for i in range(1, ndim - 1))
-    return _SPATIAL.get(rest) or tuple(f"axis{i}" for i in range(2, ndim))
+        if rest == 2 and grids and _rearranged(tuple(shape[1:3]), grids[-1][-2:]):
+            return _generic(ndim, feature)  # windows x positions, e.g. MaxViT's partitions
+        return _SPATIAL.get(rest) or _generic(ndim, feature)
+    return _SPATIAL.get(rest) or _generic(ndim, feature)
+
+
+def _rearranged(positions: tuple[int, ...], image: tuple[int, ...]) -> bool:
+    """Whether channels-last positions hold the pixels of the last channels-first map in
+    another arrangement (same count, other shape): then they are not ``(y, x)``."""
+    return positions != image and positions[0] * positions[1] == image[0] * image[1]
 
 
 def _grid(tokens: int, earlier: Sequence[tuple[int, ...]]) -> tuple[int, int] | None:
@@ -148,7 +169,7 @@ def layer_axes(
         feature, kind = decided
         if len(shape) <= 2:
             feature, kind = 1, "unit" if len(shape) == 2 else kind
-        positions = _positions(kind, feature, shape, name)
+        positions = _positions(kind, feature, shape, name, grids)
         tokens = next((p for p in ("token", "key") if p in positions), None)
         size = shape[1:][positions.index(tokens) + (feature == 1)] if tokens else 0
         grid = _grid(size, grids) if tokens else None
