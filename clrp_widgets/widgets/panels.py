@@ -279,10 +279,13 @@ class PanelsMixin:
     def _with_patch_grid(
         self, view: View, maps: list[np.ndarray], titles: list[str]
     ) -> tuple[list[np.ndarray], list[str]]:
-        """One selected neuron of a token layer: its relevance at the layer on the patch grid
-        joins its input map (the class token's share is in the title)."""
+        """One selected neuron of a token layer (conditional mode): the decision's relevance at
+        the layer on that neuron, on the patch grid, joins its input map (the class token's
+        share is in the title)."""
         shown = self._layer_shown
-        if len(maps) != 1 or shown is None or shown[0] != view.decision():
+        if len(maps) != 1 or view.neuron_mode != "decision":
+            return maps, titles
+        if shown is None or shown[0] != view.decision():
             return maps, titles
         grid = patch_grid(shown[1], view.kind)
         if grid is None:

@@ -104,3 +104,16 @@ def test_a_hidden_unit_of_a_token_layer_on_the_patch_grid(vit_ex):
     listed = ex.heatmap.pixel_neurons
     assert listed and all(n["label"] == f"unit {n['channel']}" for n in listed)
     assert "hidden units with the most" in ex.heatmap.neuron_list_title
+
+
+def test_neuron_mode_on_a_hidden_unit(vit_ex):
+    ex, image, explainer = vit_ex
+    ex.select(layer=MLP0, channels=[5], neuron_mode="neuron")
+    assert ex.error == "" and ex.neuron_view.state["view"] == "single"
+    maps = shown(ex.neuron_view)
+    assert maps.shape == (1, 32, 32) and np.isfinite(maps).all()  # no patch-grid panel here
+    tree = explainer.neuron(image, MLP0, 5, contrast="layer", layers=None)
+    want = tree["input"]["heatmap"].sel(kind="contrast").values[0]
+    np.testing.assert_allclose(maps[0], want, rtol=1e-5, atol=1e-8)
+    assert ex.neuron_view.panel_titles == ["unit 5 (against the rest of its layer)"]
+    ex.select(neuron_mode="decision", channels=[])
