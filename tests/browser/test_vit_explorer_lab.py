@@ -16,7 +16,7 @@ from conftest import ARTIFACTS, KERNEL_IDLE, kernel_state
 pytestmark = pytest.mark.browser
 
 ATTENTION = "encoder.layers.encoder_layer_1.self_attention:softmax"
-NOTEBOOK = f"""
+NOTEBOOK = """
 import json, pathlib
 import torch, torchvision
 import clrp_widgets as cw
@@ -30,12 +30,12 @@ vit = torchvision.models.VisionTransformer(
 torch.nn.init.normal_(vit.heads.head.weight, std=0.3)
 bundle = ModelBundle(vit, ["disk", "square", "ring", "bar", "cross"], (0.0, 1.0), name="tiny-vit")
 image = cw.scenes(1, seed=0).tensor()[0]
-explorer = cw.Explorer(bundle, image, rules="attnlrp", layer={ATTENTION!r})
+explorer = cw.Explorer(bundle, image, rules="attnlrp")  # opens on the last attention map
 explorer.add_class("under-test")
 _log = pathlib.Path("vit_state.jsonl")
 
 def _record(change=None):
-    state = {{k: getattr(explorer, k) for k in ("layer", "channels", "map_version")}}
+    state = {k: getattr(explorer, k) for k in ("layer", "channels", "map_version")}
     state["titles"] = list(explorer.neuron_view.panel_titles)
     state["bars"] = list(explorer.bars.bars.x)
     with _log.open("a") as f:

@@ -39,6 +39,11 @@ def vit_ex():
     return ex, image, ex.session.explainer("attnlrp")
 
 
+def test_the_default_layer_is_the_last_attention_map(vit_ex):
+    ex, _, _ = vit_ex
+    assert ex.layer == ATTENTION and ex.bars.channels  # its neurons: the heads
+
+
 def test_two_heads_are_clicked_and_compared(vit_ex):
     ex, image, explainer = vit_ex
     ex.select(layer=ATTENTION, channels=[])
