@@ -244,7 +244,8 @@ class Explainer:
         layer : str
             A name from :attr:`layer_names`.
         channel : int
-            The channel (or unit) whose activation seeds the explanation.
+            The channel (or unit, or head) whose activation seeds the explanation (the
+            ``channel`` of :meth:`explain`'s tree: the neuron axis, not the token axis).
         contrast : "layer", int or None
             ``"layer"``: the dual spreads the same total over the layer's other channels; an int:
             that other channel is the dual; None: plain LRP of the neuron (kind "target" only).
@@ -296,7 +297,9 @@ class Explainer:
         layer : str
             A name from :attr:`layer_names`.
         channels : sequence of int
-            Channels of ``layer``; all are computed in one batched backward pass.
+            Channels of ``layer`` (its neurons: hidden units of a token or channels-last layer,
+            heads of an attention layer, as ``channel`` in :meth:`explain`'s tree); all are
+            computed in one batched backward pass.
 
         Returns
         -------
@@ -373,7 +376,7 @@ class Explainer:
         neuron = float(at.sum(dtype=torch.float64))
         into = self.layer_below(layer) if into is None else into
         parts = self.engine.relevance_along(x, targets, [(layer, channel)], into, contrast=contrast)
-        values = as_numpy(_per_channel(parts)[0]).astype(np.float32)
+        values = as_numpy(_per_channel(parts, self._feature_axis(into))[0]).astype(np.float32)
         channels = np.arange(len(values))
         if k is not None:
             if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
@@ -451,7 +454,7 @@ class Explainer:
                 if below is None:
                     continue
                 at = self.engine.relevance_along(x, targets, path, below, contrast=contrast)
-                parts = as_numpy(_per_channel(at)[0])
+                parts = as_numpy(_per_channel(at, self._feature_axis(below))[0])
                 for c in np.lexsort((np.arange(len(parts)), -parts))[: int(k)]:
                     step = [*path, (below, int(c))]
                     rows.append(
@@ -494,6 +497,11 @@ class Explainer:
                 f"layer {layer!r} has no captured layer below its weights; pick a higher layer."
             )
         return names[at - 1]
+
+    def _feature_axis(self, layer: str) -> int:
+        """The neuron axis of ``layer``'s output (1 for conv layers, the last for token ones)."""
+        axes = self.engine.layer_axes().get(layer)
+        return 1 if axes is None else axes.feature
 
     def _one(self, x: Any, what: str) -> Any:
         x = self._batch(x)
@@ -554,6 +562,7 @@ class Explainer:
         )
 
 
-def _per_channel(relevance: torch.Tensor) -> torch.Tensor:
-    """(N, C, ...) relevance summed over space per channel, in float64: (N, C)."""
-    return relevance.reshape(*relevance.shape[:2], -1).sum(2, dtype=torch.float64)
+def _per_channel(relevance: torch.Tensor, axis: int = 1) -> torch.Tensor:
+    """(N, ...) relevance summed per neuron (along ``axis``) over the rest, in float64: (N, C)."""
+    moved = relevance.movedim(axis, 1)
+    return moved.reshape(*moved.shape[:2], -1).sum(2, dtype=torch.float64)

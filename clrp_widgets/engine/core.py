@@ -33,12 +33,13 @@ import contextlib
 import functools
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
 
+from .axes import LayerAxes, layer_axes
 from .canonizers import resolve_canonizers
 from .errors import ConfigError, InputError, LayerNotFoundError, UnsupportedLayerError
 from .fingerprint import weights_fingerprint
@@ -94,6 +95,7 @@ class EngineOutput:
     input: Tensor
     layers: dict[str, LayerCapture]
     seed_sums: Tensor
+    axes: dict[str, LayerAxes] = field(default_factory=dict)  # where each layer's neurons are
 
 
 @dataclass
@@ -110,6 +112,7 @@ class _ForwardPass:
     # the last contrast-only pass over this forward pass: (its request, its maps), so that the
     # next request for all three kinds costs one pass (the target's), the dual being derived
     last_contrast: tuple[Any, tuple[Tensor, list[Tensor]]] | None = None
+    axes: dict[str, LayerAxes] | None = None  # where each layer's neurons are, made once
 
 
 class RelevanceEngine:
@@ -189,6 +192,14 @@ class RelevanceEngine:
         if self._layer_order is not None:
             return list(self._layer_order)
         return [n for n, m in self._leaves.items() if isinstance(m, CAPTURE_TYPES)]
+
+    def layer_axes(self) -> dict[str, LayerAxes]:
+        """Where each layer's neurons are (:mod:`.axes`): channels, hidden units or heads.
+
+        Known after the first forward pass (empty before).
+        """
+        fp = self._cache
+        return {} if fp is None else self._axes(fp)
 
     @_locked
     def logits(self, x: Tensor) -> Tensor:
@@ -319,7 +330,8 @@ class RelevanceEngine:
         kinds = check_kinds(kinds, "lrp" if contrast is None else "neuron")
         fp = self._forward(x)
         layer = check_layer(layer, self.layer_names())
-        act = self._activation(fp, layer)
+        axis = self._axes(fp)[layer].feature
+        act = self._activation(fp, layer).movedim(axis, 1)  # neurons on axis 1 (a view)
         n_ch = act.shape[1]
         channel = check_channel(channel, n_ch, layer)
         target = torch.zeros_like(act)
@@ -345,6 +357,7 @@ class RelevanceEngine:
                 scaled = torch.where(t2[:, None] != 0, a2 * (total / t2)[:, None], even)
                 dual[:, other] = scaled.reshape(act[:, other].shape)
             seeds.update(dual=dual, contrast=target - dual)
+        seeds = {k: v.movedim(1, axis) for k, v in seeds.items()}
         names = self._capture_names(capture)
         order = fp.order
         last = max(i for i, n in enumerate(order) if n == layer)
@@ -392,8 +405,9 @@ class RelevanceEngine:
         check_pairwise(contrast, targets, n_classes)
         t_seed, d_seed = class_seeds(fp.logits.detach(), targets, contrast, dual_seed)
         seed = t_seed if d_seed is None else t_seed - d_seed
+        axis = self._axes(fp)[layer].feature
         act = self._activation(fp, layer)
-        chans = [check_channel(c, act.shape[1], layer) for c in channels]
+        chans = [check_channel(c, act.shape[axis], layer) for c in channels]
         root = fp.outputs[layer]
         with self._denominators(fp, several_passes=True):
             if dual_seed == "logits":
@@ -406,7 +420,7 @@ class RelevanceEngine:
                 return at_layer.new_zeros((0, *x.shape))
             seeds = at_layer.new_zeros((len(chans), *at_layer.shape))
             for g, c in enumerate(chans):
-                seeds[g, :, c] = at_layer[:, c]
+                seeds[g].select(axis, c).copy_(at_layer.select(axis, c))
             step = max(1, int(chunk))
             parts = [self._batched_to_input(fp, root, part) for part in seeds.split(step)]
         return torch.cat(parts)
@@ -454,6 +468,7 @@ class RelevanceEngine:
         check_pairwise(contrast, targets, n_classes)
         t_seed, d_seed = class_seeds(fp.logits.detach(), targets, contrast, dual_seed)
         root = fp.outputs[steps[0][0]]
+        axes = self._axes(fp)
         with self._denominators(fp, several_passes=True):
             if dual_seed == "logits":
                 assert d_seed is not None
@@ -464,8 +479,9 @@ class RelevanceEngine:
                 (at,) = torch.autograd.grad(roots, [root], grads, retain_graph=True)
             for (name, channel), below in zip(steps, names[1:], strict=True):
                 kept = torch.zeros_like(at)
-                c = check_channel(channel, at.shape[1], name)
-                kept[:, c] = at[:, c]
+                axis = axes[name].feature
+                c = check_channel(channel, at.shape[axis], name)
+                kept.select(axis, c).copy_(at.select(axis, c))
                 at = kept
                 if below != name:
                     (got,) = torch.autograd.grad(
@@ -669,6 +685,12 @@ class RelevanceEngine:
             exempt = fp.logit_node.name
         check_ledger(records, scale, kind, check[0] if check else None, seed_total, exempt)
 
+    def _axes(self, fp: _ForwardPass) -> dict[str, LayerAxes]:
+        if fp.axes is None:
+            shapes = {n: tuple(fp.outputs[n].shape) for n in fp.layers}
+            fp.axes = layer_axes(fp.layers, shapes, dict(self.model.named_modules()))
+        return fp.axes
+
     def _activation(self, fp: _ForwardPass, layer: str) -> Tensor:
         if layer not in fp.activations:
             raise LayerNotFoundError(
@@ -783,6 +805,7 @@ class RelevanceEngine:
             input=torch.stack([maps[k][0] for k in kinds]),
             layers=layers,
             seed_sums=torch.stack([sums[k] for k in kinds]),
+            axes={n: a for n, a in self._axes(fp).items() if n in layers},
         )
 
 

@@ -10,6 +10,15 @@ Layout of the returned ``xarray.DataTree``::
                        activation (sample, channel, y, x) or (sample, unit),
                        neuron_relevance (kind, sample, channel)
 
+``channel`` is always the layer's neuron axis (``clrp_widgets.engine.axes``): a conv channel,
+a hidden unit of a token or channels-last layer, or an attention head (attrs ``unit_kind``:
+"channel", "unit" or "head"; ``layout``: the tensor's own axis order, e.g. ``["sample",
+"token", "channel"]``). The other axes are ``y, x`` (conv and channels-last layers), ``token``
+(with ``token_kind``, ``patch_y``, ``patch_x`` coordinates on a patch grid) or ``query, key``
+/ ``token, head_dim`` (attention); ``neuron_relevance`` sums over all of them. Where the tokens
+lie on a patch grid, attr ``patch_grid`` is ``[gy, gx]``: the last ``gy * gx`` tokens of the
+``token`` / ``key`` axis, row by row; the extra tokens before them (the class token) have none.
+
 Node names are the torch module names, dots included (``tree["layers/features.28"]``); the
 only rewrites are ``"/"`` to ``"∕"`` (U+2215) and the root module ``""`` to ``"(model)"``, see
 :func:`node_name`. Arrays are wrapped, not copied, where the engine's tensors live on the CPU.
@@ -47,6 +56,7 @@ class EngineOutputLike(Protocol):
     input: Any  # (K, N, C, H, W)
     layers: Mapping[str, LayerCaptureLike]
     seed_sums: Any  # (K, N)
+    # optional ``axes``: {layer: engine.axes.LayerAxes}, where each layer's neurons are
 
 
 def node_name(module_name: str) -> str:
@@ -110,12 +120,48 @@ def _ledger(
     }
 
 
+def _token_coords(tokens: int, grid: tuple[int, int] | None) -> dict[str, Any]:
+    """``token_kind``, ``patch_y``, ``patch_x`` of a token axis on a patch grid (extra tokens,
+    e.g. the class token, come first and get patch coordinates -1)."""
+    if grid is None:
+        return {}
+    gy, gx = grid
+    extra = tokens - gy * gx
+    patch = np.arange(tokens) - extra
+    kinds = np.array(["class" if i == 0 else "extra" for i in range(extra)] + ["patch"] * (gy * gx))
+    return {
+        "token_kind": ("token", kinds),
+        "patch_y": ("token", np.where(patch >= 0, patch // gx, -1)),
+        "patch_x": ("token", np.where(patch >= 0, patch % gx, -1)),
+    }
+
+
 def _layer_dataset(
-    capture: LayerCaptureLike, kinds: Sequence[str], seed_sum: np.ndarray, scale: float
+    capture: LayerCaptureLike,
+    kinds: Sequence[str],
+    seed_sum: np.ndarray,
+    scale: float,
+    axes: Any = None,
 ) -> xr.Dataset:
+    """One layer node; with ``axes`` (the engine's ``LayerAxes``) the neuron axis is moved to
+    ``channel`` (a view, no copy) and the other axes are named by what they are."""
     relevance = as_numpy(capture.relevance)
     activation = as_numpy(capture.activation)
-    dims = _unit_dims(activation.ndim - 1)
+    coords: dict[str, Any] = {"kind": list(kinds)}
+    attrs: dict[str, Any] = {}
+    if axes is None or activation.ndim <= 2:
+        dims = _unit_dims(activation.ndim - 1)
+    else:
+        relevance = np.moveaxis(relevance, axes.feature + 1, 2)
+        activation = np.moveaxis(activation, axes.feature, 1)
+        dims = ("channel", *axes.positions)
+        if "token" in dims:
+            coords.update(_token_coords(activation.shape[dims.index("token") + 1], axes.grid))
+        if axes.grid is not None:
+            attrs["patch_grid"] = list(axes.grid)
+    if axes is not None:
+        flat = activation.ndim <= 2
+        attrs.update(unit_kind=axes.kind, layout=["sample", "unit"] if flat else list(axes.layout))
     spatial_axes = tuple(range(3, relevance.ndim))
     neuron = relevance.sum(axis=spatial_axes) if spatial_axes else relevance
     data = {
@@ -123,8 +169,8 @@ def _layer_dataset(
         "activation": (("sample", *dims), activation),
         "neuron_relevance": (("kind", "sample", "channel"), neuron),
     }
-    attrs = {"conservation": _ledger(neuron, seed_sum, scale, kinds)}
-    return xr.Dataset(data, coords={"kind": list(kinds)}, attrs=encode_attrs(attrs))
+    attrs["conservation"] = _ledger(neuron, seed_sum, scale, kinds)
+    return xr.Dataset(data, coords=coords, attrs=encode_attrs(attrs))
 
 
 def build_tree(
@@ -197,8 +243,11 @@ def build_tree(
         coords={"kind": list(kinds)},
         attrs=encode_attrs({"conservation": _ledger(heatmap, seed_sum, scale, kinds)}),
     )
+    axes = getattr(output, "axes", None) or {}
     layers = {
-        node_name(name): xr.DataTree(_layer_dataset(capture, kinds, seed_sum, scale))
+        node_name(name): xr.DataTree(
+            _layer_dataset(capture, kinds, seed_sum, scale, axes.get(name))
+        )
         for name, capture in output.layers.items()
     }
     return xr.DataTree(

@@ -20,6 +20,7 @@ import torch
 import xarray as xr
 
 from clrp_widgets.engine import RelevanceEngine
+from clrp_widgets.engine.axes import neurons_first
 from clrp_widgets.engine.errors import ConfigError, InputError
 from clrp_widgets.models.loaders import MODEL_NAMES
 from clrp_widgets.scale import guard
@@ -347,7 +348,10 @@ def _probe(
             )
         if contrast != "lrp":
             engine.run(x, int(table.target[0]), contrast=contrast, dual_seed=dual_seed)
-    return n_classes, {name: int(cap.relevance.shape[2]) for name, cap in out.layers.items()}
+    return n_classes, {
+        name: int(neurons_first(cap.relevance, out.axes.get(name), lead=2).shape[2])
+        for name, cap in out.layers.items()
+    }
 
 
 def _config(spec: EngineSpec, model: str, layout: zstore.Layout, table: SampleTable) -> dict:

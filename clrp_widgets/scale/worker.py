@@ -23,6 +23,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from zarr.core.sync import sync as zarr_sync
 
 from clrp_widgets.engine import RelevanceEngine
+from clrp_widgets.engine.axes import neurons_first
 from clrp_widgets.engine.errors import ConfigError
 from clrp_widgets.scale.store import KINDS, SUMMARIES, array
 
@@ -161,7 +162,8 @@ def explain(
         logits = out.logits if logits is None else logits
         heatmaps.append(_all_kinds(out.input.sum(dim=2)))
         for name in layers:
-            relevance = out.layers[name].relevance
+            # neurons on axis 2 (hidden units / heads of token layers, as in the result tree)
+            relevance = neurons_first(out.layers[name].relevance, out.axes.get(name), lead=2)
             if relevance.ndim > 3:  # (kind, sample, channel, y, x): sum over space
                 relevance = relevance.flatten(3).sum(dim=3)
             neurons[name].append(_all_kinds(relevance))
@@ -169,7 +171,8 @@ def explain(
     arrays = {"logits": _numpy(logits), "heatmap": np.stack([_numpy(h) for h in heatmaps])}
     for name, parts in neurons.items():
         arrays[f"layer:{name}"] = np.stack([_numpy(p) for p in parts])
-        arrays.update(activation_summaries(name, out.layers[name].activation))
+        activation = neurons_first(out.layers[name].activation, out.axes.get(name))
+        arrays.update(activation_summaries(name, activation))
     return arrays
 
 

@@ -208,6 +208,7 @@ class Explorer(PanelsMixin, ExportMixin, w.VBox):
         self._units: dict[str, UnitNames] = {}
         self._thumbs_layer: str | None = None
         self._pixel_layer: str | None = None
+        self._layer_shown: tuple[View, Any] | None = None  # the decision and its layer node
         self._updating = False
         self._failure: Exception | None = None
         self._build(display_size, top_k)

@@ -27,7 +27,8 @@ CONTRAST_TIPS = {
 
 
 class UnitNames:
-    """How one layer's units are called: ``c<i>`` channels, ``u<i>`` dense units, or classes.
+    """How one layer's units are called: ``c<i>`` channels, ``u<i>`` dense units, classes, or
+    ``head <i>`` / ``unit <i>`` for the attention heads and hidden units of transformer layers.
 
     The output layer (the last layer, one unit per class) names its units by class.
     """
@@ -45,12 +46,29 @@ class UnitNames:
             return cls("class", class_names)
         return cls("unit" if layer_type == "Linear" else "channel")
 
+    @classmethod
+    def of_tree(cls, unit_kind: str | None, has_positions: bool) -> UnitNames | None:
+        """Names from a result-tree layer's ``unit_kind``: heads, or the hidden units of a
+        token / channels-last layer (``has_positions``); None for the CNN names above."""
+        if unit_kind == "head":
+            return cls("head")
+        if unit_kind == "unit" and has_positions:
+            return cls("hidden")
+        return None
+
     def label(self, unit: int) -> str:
         """The short label of unit ``unit``."""
         if self.kind == "class" and 0 <= unit < len(self.class_names):
             return self.class_names[unit]
+        if self.kind in ("head", "hidden"):
+            return f"{'head' if self.kind == 'head' else 'unit'} {unit}"
         return f"{'u' if self.kind == 'unit' else 'c'}{unit}"
 
+    def singular(self) -> str:
+        """ "channel", "unit", "class", "head" or "hidden unit"."""
+        return "hidden unit" if self.kind == "hidden" else self.kind
+
     def plural(self) -> str:
-        """ "channels", "units" or "classes"."""
-        return {"class": "classes", "unit": "units"}.get(self.kind, "channels")
+        """ "channels", "units", "classes", "heads" or "hidden units"."""
+        names = {"class": "classes", "unit": "units", "head": "heads", "hidden": "hidden units"}
+        return names.get(self.kind, "channels")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from clrp_widgets.results import decode_attrs
 
 _COLORMAPS = json.loads((Path(__file__).resolve().parent / "colormaps.json").read_text())
 
@@ -135,3 +138,31 @@ def side_by_side(panels: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:
             parts.append(np.full((h, gap, 3), 255, np.uint8))
         parts.append(np.pad(p, ((0, h - p.shape[0]), (0, 0), (0, 0)), constant_values=255))
     return np.concatenate(parts, axis=1)
+
+
+def patch_grid(layer: Any, kind: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """A token layer's relevance on its patch grid: ``(grid (C, gy, gx), extra (C, k))``.
+
+    ``layer`` is one sample's layer node (``relevance`` (kind, channel, ...) and the
+    ``patch_grid`` attr of the result tree); attention maps ``(channel, query, key)`` are summed
+    over the queries (each key token's relevance), other axes besides the tokens are summed.
+    ``extra`` holds the tokens before the grid (the class token). None without a patch grid.
+    """
+    grid = decode_attrs(dict(layer.attrs)).get("patch_grid")
+    rel = layer["relevance"].sel(kind=kind)
+    tokens = next((d for d in ("token", "key") if d in rel.dims), None)
+    if not grid or tokens is None:
+        return None
+    gy, gx = (int(g) for g in grid)
+    others = [d for d in rel.dims if d not in ("channel", tokens)]
+    values = rel.sum(others).transpose("channel", tokens).values
+    extra = values.shape[1] - gy * gx
+    return values[:, extra:].reshape(-1, gy, gx), values[:, :extra]
+
+
+def to_image(grid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A (gy, gx) map shown at an image's (H, W): each cell covers its patch (nearest)."""
+    gy, gx = grid.shape
+    rows = np.arange(size[0]) * gy // size[0]
+    cols = np.arange(size[1]) * gx // size[1]
+    return grid[rows][:, cols]

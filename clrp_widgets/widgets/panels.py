@@ -11,9 +11,17 @@ from typing import Any
 
 import numpy as np
 
+from clrp_widgets.results import decode_attrs
 from clrp_widgets.widgets.charts import percent
 from clrp_widgets.widgets.labels import CONTRAST_NAMES, CONTRAST_TIPS, UnitNames
-from clrp_widgets.widgets.maps import compare, downsample, neurons_at, top_channels
+from clrp_widgets.widgets.maps import (
+    compare,
+    downsample,
+    neurons_at,
+    patch_grid,
+    to_image,
+    top_channels,
+)
 from clrp_widgets.widgets.session import LRP_CONTRASTS, View
 
 
@@ -31,6 +39,7 @@ class PanelsMixin:
     class_names: list[str]
     layer_names: list[str]
     map_version: int
+    _layer_shown: tuple[View, Any] | None
 
     def _state(self, view: View, version: int) -> dict[str, Any]:
         return {
@@ -58,7 +67,12 @@ class PanelsMixin:
     def _changed_peek(self, part: str, key: Any) -> bool:
         return self._shown.get(part) != key
 
-    def _units_of(self, view: View, n_units: int | None = None) -> UnitNames:
+    def _units_of(self, view: View, n_units: int | None = None, layer: Any = None) -> UnitNames:
+        if layer is not None:  # transformer layers: heads and hidden units, from the tree
+            kind = decode_attrs(dict(layer.attrs)).get("unit_kind")
+            named = UnitNames.of_tree(kind, layer["relevance"].ndim > 2)
+            if named is not None:
+                return named
         last = bool(self.layer_names) and view.layer == self.layer_names[-1]
         kind = self._layer_types.get(view.layer, "")
         return UnitNames.of(kind, last, n_units, self.class_names)
@@ -82,8 +96,9 @@ class PanelsMixin:
         given), then the view's state, once."""
         self._draw_header(view, main)
         decision = view.decision()
-        units = self._units_of(view, int(layer["neuron_relevance"].shape[-1]))
+        units = self._units_of(view, int(layer["neuron_relevance"].shape[-1]), layer)
         self._units[view.layer] = units
+        self._layer_shown = (view.decision(), layer)
         if self._changed("bars", decision):
             self._show_bars(view, layer, units)
         self.bars.select(view.channels)
@@ -212,13 +227,15 @@ class PanelsMixin:
         kind = view.kind
         with self.heatmap.hold_sync():
             self.heatmap.pixel = [y, x]
-            if rel.ndim != 3:
+            grid = patch_grid(layer, kind) if rel.ndim != 3 else None  # tokens on patches
+            if rel.ndim != 3 and grid is None:
                 self.heatmap.pixel_neurons = []
                 self.heatmap.neuron_list_title = (
                     f"{view.layer} has no spatial map; pick a convolution"
                 )
                 return
-            chans, values = neurons_at(rel.values, y, x, self._image.shape[:2])
+            cells = rel.values if grid is None else grid[0]
+            chans, values = neurons_at(cells, y, x, self._image.shape[:2])
             self.heatmap.pixel_neurons = [
                 {
                     "channel": int(c),
@@ -232,7 +249,8 @@ class PanelsMixin:
             self.heatmap.neuron_list_title = (
                 f"{view.layer}: {units.plural()} with the most {kind} relevance at y={y}, x={x}"
                 if self.heatmap.pixel_neurons
-                else f"{view.layer}: no {units.kind} has positive {kind} relevance at y={y}, x={x}"
+                else f"{view.layer}: no {units.singular()} has positive {kind} relevance "
+                f"at y={y}, x={x}"
             )
 
     def _show_neurons(self, view: View, maps: list[np.ndarray], publish: bool = True) -> bool:
@@ -255,17 +273,42 @@ class PanelsMixin:
             )
         else:
             self.neuron_view.panel_legends = []
-            self.neuron_view.set_maps(maps, [f"{n} ({how})" for n in names])
+            titles = [f"{n} ({how})" for n in names]
+            maps, titles = self._with_patch_grid(view, maps, titles)
+            self.neuron_view.set_maps(maps, titles)
             self.neuron_view.caption = (
                 f"{names[0]} of {view.layer}, {how}; click a second bar to compare"
                 if maps
-                else f"click a neuron bar, a thumbnail or a listed {units.kind} to see its map"
+                else f"click a neuron bar, a thumbnail or a listed {units.singular()} to see "
+                "its map"
             ) + self._panel_note(view)
         self.neuron_view.title = f"{units.plural()} of {view.layer}"
         self.neuron_view.help = self._help(view, neurons=True)
         self._snapshot(view, units)
         self._publish_state(view)
         return True
+
+    def _with_patch_grid(
+        self, view: View, maps: list[np.ndarray], titles: list[str]
+    ) -> tuple[list[np.ndarray], list[str]]:
+        """One selected neuron of a token layer (conditional mode): the decision's relevance at
+        the layer on that neuron, on the patch grid, joins its input map (the class token's
+        share is in the title)."""
+        shown = self._layer_shown
+        if len(maps) != 1 or view.neuron_mode != "decision":
+            return maps, titles
+        if shown is None or shown[0] != view.decision():
+            return maps, titles
+        grid = patch_grid(shown[1], view.kind)
+        if grid is None:
+            return maps, titles
+        cells, extra = grid
+        (c,) = view.channels
+        gy, gx = cells.shape[1:]
+        units = self._units.get(view.layer) or self._units_of(view)
+        note = f", class token {extra[c].sum():+.3g}" if extra.shape[1] else ""
+        title = f"{units.label(c)} at the layer, {gy}×{gx} patch grid{note}"
+        return [*maps, to_image(cells[c], self._image.shape[:2])], [*titles, title]
 
     def _show_thumbs(
         self, view: View, top: list[int], maps: dict[int, np.ndarray], layer: Any
@@ -276,7 +319,7 @@ class PanelsMixin:
         self._thumbs_layer = view.layer
         if not top:
             self.thumbs.title = (
-                f"no {units.kind} of {view.layer} carries positive relevance for this view"
+                f"no {units.singular()} of {view.layer} carries positive relevance for this view"
             )
             self.thumbs.set_maps(np.zeros((1, 1, 3), np.uint8), np.zeros((0, 1, 1)), [], [])
         else:

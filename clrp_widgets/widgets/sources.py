@@ -188,7 +188,12 @@ def explainers(source: Any, rules: str | None) -> tuple[Any, dict[str, Any], str
 
 
 def default_layer(explainer: Any) -> str:
-    """The last Conv2d of the model (the paper's neuron layer), else the last capturable layer."""
+    """The last attention map of a transformer (a ``:softmax`` layer, its neurons are the
+    heads), else the last Conv2d of the model (the paper's neuron layer), else the last
+    capturable layer."""
+    attention = [n for n in explainer.layer_names if n.endswith(":softmax")]
+    if attention:
+        return attention[-1]
     modules = dict(explainer.model.named_modules())
     convs = [n for n in explainer.layer_names if isinstance(modules.get(n), torch.nn.Conv2d)]
     return (convs or list(explainer.layer_names))[-1]
