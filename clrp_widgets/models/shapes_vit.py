@@ -1,12 +1,16 @@
 """The shipped "shapes_vit": a small vision transformer for the generated scenes.
 
 It is torchvision's ``VisionTransformer`` (Dosovitskiy et al., ICLR 2021), unchanged, configured
-small for 64×64 scenes: 8×8 patches (an 8×8 grid of 64 tokens plus the class token), ``LAYERS``
-encoder blocks of width ``HIDDEN`` with ``HEADS`` heads and an MLP of ``MLP`` units. Module names
-are torchvision's: ``conv_proj`` (the patch embedding), ``encoder.layers.encoder_layer_<i>``,
-``heads.head`` (the logits). Input is the [0, 1] RGB image without normalisation
-(``input_bounds = (0.0, 1.0)``); the output is one logit per shape class (multi-label: sigmoid,
-a class is predicted present when its logit is > 0), as for the shipped CNN.
+small for 64×64 scenes: an 8×8 grid of tokens (patch size 8) plus the class token, ``LAYERS``
+encoder blocks of width ``HIDDEN`` with ``HEADS`` heads and an MLP of ``MLP`` units. The patch
+embedding is torchvision's convolutional stem (``conv_stem_configs``: three 3×3 stride-2 convs
+with batch norm and ReLU, then a 1×1 conv; Xiao et al., "Early convolutions help transformers see
+better", NeurIPS 2021): with the plain 8×8 patch projection the model did not learn within the
+training budget (loss at the label prior after 300 steps). Module names are torchvision's:
+``conv_proj`` (the stem), ``encoder.layers.encoder_layer_<i>``, ``heads.head`` (the logits); the
+engine's canonizer merges each batch norm into its conv. Input is the [0, 1] RGB image without
+normalisation (``input_bounds = (0.0, 1.0)``); the output is one logit per shape class
+(multi-label: sigmoid, a class is predicted present when its logit is > 0), as for the CNN.
 """
 
 from __future__ import annotations
