@@ -49,7 +49,7 @@ class Explainer:
     rules : str or mapping, optional
         A preset name (``"paper"``, ``"epsilon_plus"``, ...) or a mapping of layer types or
         module names to rules, as accepted by :class:`clrp_widgets.engine.RelevanceEngine`;
-        default: the bundle's ``rules`` (``"cp_lrp"`` for ``load_model("shapes_vit")``), else
+        default: the bundle's ``rules`` (``"attnlrp"`` for ``load_model("shapes_vit")``), else
         ``"paper"``.
     input_bounds : (low, high), optional
         Lowest and highest input values for the first layer's z^B rule, scalars or per-channel

@@ -51,10 +51,10 @@ def test_weights_are_small_and_training_seeds_recorded():
 
 def test_bundle_carries_transformer_rules_and_bounds():
     bundle = cw.load_model("shapes_vit")
-    assert bundle.rules == "cp_lrp" and bundle.input_bounds == (0.0, 1.0)
+    assert bundle.rules == "attnlrp" and bundle.input_bounds == (0.0, 1.0)
     assert bundle.output_activation == "sigmoid" and bundle.name == "shapes_vit"
-    assert cw.Explainer(bundle).rules == "cp_lrp"
-    assert cw.Explainer(bundle, rules="attnlrp").rules == "attnlrp"
+    assert cw.Explainer(bundle).rules == "attnlrp"
+    assert cw.Explainer(bundle, rules="cp_lrp").rules == "cp_lrp"
     assert cw.Explainer(cw.load_model("shapes")).rules == "paper"
 
 
