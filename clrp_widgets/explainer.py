@@ -46,9 +46,11 @@ class Explainer:
     model_or_bundle : torch.nn.Module or ModelBundle
         A classifier returning logits, or a bundle (anything with ``.model``, ``.class_names``,
         ``.input_bounds`` and ``.name``) whose fields fill the defaults below.
-    rules : str or mapping
+    rules : str or mapping, optional
         A preset name (``"paper"``, ``"epsilon_plus"``, ...) or a mapping of layer types or
-        module names to rules, as accepted by :class:`clrp_widgets.engine.RelevanceEngine`.
+        module names to rules, as accepted by :class:`clrp_widgets.engine.RelevanceEngine`;
+        default: the bundle's ``rules`` (``"attnlrp"`` for ``load_model("shapes_vit")``), else
+        ``"paper"``.
     input_bounds : (low, high), optional
         Lowest and highest input values for the first layer's z^B rule, scalars or per-channel
         tensors; default: the bundle's bounds, else the engine's default.
@@ -59,6 +61,7 @@ class Explainer:
     overrides : mapping, optional
         ``{module path, op node name, layer type or torch function: Rule}`` that extends the
         preset rather than replacing it, e.g. ``{"features.1.0.stochastic_depth": Pass()}``.
+        Default: the bundle's ``overrides`` (when ``rules`` is the bundle's too), else none.
 
     Notes
     -----
@@ -76,7 +79,7 @@ class Explainer:
     def __init__(
         self,
         model_or_bundle: Any,
-        rules: str | Mapping[Any, Any] = "paper",
+        rules: str | Mapping[Any, Any] | None = None,
         input_bounds: tuple[Any, Any] | None = None,
         class_names: Sequence[str] | None = None,
         canonizers: str = "auto",
@@ -93,6 +96,10 @@ class Explainer:
             input_bounds = getattr(bundle, "input_bounds", None)
         if class_names is None and bundle is not None:
             class_names = getattr(bundle, "class_names", None)
+        if rules is None:
+            rules = getattr(bundle, "rules", None) or "paper"
+            if overrides is None and bundle is not None:
+                overrides = getattr(bundle, "overrides", None)
         self.model = model
         self.class_names = None if class_names is None else [str(n) for n in class_names]
         self.rules = rules

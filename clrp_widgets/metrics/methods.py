@@ -21,7 +21,7 @@ from torch import nn
 
 from clrp_widgets.engine.errors import ConfigError
 
-MapFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, Any], torch.Tensor]
+MapFn = Callable[..., torch.Tensor]
 
 RELEVANCE_METHODS = ("lrp", "clrp1", "clrp2", "sglrp")
 BASELINE_METHODS = ("gradient", "gradient_x_input", "deconvnet", "guided_backprop", "gradcam")
@@ -30,20 +30,24 @@ DEFAULT_METHODS = ("lrp", "clrp1", "clrp2", "sglrp", "gradient", "guided_backpro
 
 
 def _relevance(method: str) -> MapFn:
-    def run(model: nn.Module, x: torch.Tensor, t: torch.Tensor, bounds: Any) -> torch.Tensor:
+    def run(
+        model: nn.Module, x: torch.Tensor, t: torch.Tensor, bounds: Any, **rules: Any
+    ) -> torch.Tensor:
         from clrp_widgets.functional import clrp, lrp
 
         if method == "lrp":
-            r = lrp(model, x, t, input_bounds=bounds)
+            r = lrp(model, x, t, input_bounds=bounds, **rules)
         else:
-            r = clrp(model, x, t, variant=method, input_bounds=bounds)
+            r = clrp(model, x, t, variant=method, input_bounds=bounds, **rules)
         return r.sum(dim=1)
 
     return run
 
 
 def _baseline(method: str) -> MapFn:
-    def run(model: nn.Module, x: torch.Tensor, t: torch.Tensor, bounds: Any) -> torch.Tensor:
+    def run(
+        model: nn.Module, x: torch.Tensor, t: torch.Tensor, bounds: Any, **rules: Any
+    ) -> torch.Tensor:
         from clrp_widgets.engine.baselines import baseline
 
         r = baseline(model, x, t, method)
@@ -57,11 +61,20 @@ def _baseline(method: str) -> MapFn:
 
 
 def method_maps(
-    method: str, model: nn.Module, x: torch.Tensor, targets: torch.Tensor, input_bounds: Any
+    method: str,
+    model: nn.Module,
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    input_bounds: Any,
+    rules: Any = "paper",
+    overrides: Any = None,
 ) -> np.ndarray:
-    """Maps (N, H, W) float32 of ``method`` for images ``x`` and one target per image."""
+    """Maps (N, H, W) float32 of ``method`` for images ``x`` and one target per image.
+
+    ``rules`` and ``overrides`` (as in ``cw.lrp``) apply to the relevance methods only.
+    """
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}.")
     fn = _relevance(method) if method in RELEVANCE_METHODS else _baseline(method)
-    maps = fn(model, x, targets, input_bounds)
+    maps = fn(model, x, targets, input_bounds, rules=rules, overrides=overrides)
     return maps.detach().float().cpu().numpy()

@@ -136,9 +136,10 @@ def evaluate(
     Parameters
     ----------
     bundle
-        A ``cw.ModelBundle`` (model, class names, input bounds) or a torch module. Without
-        bounds from the bundle or ``input_bounds``, images in [0, 1] use (0, 1), others the
-        engine's default.
+        A ``cw.ModelBundle`` (model, class names, input bounds, rules preset) or a torch
+        module. Without bounds from the bundle or ``input_bounds``, images in [0, 1] use (0, 1),
+        others the engine's default. The relevance methods use the bundle's ``rules`` and
+        ``overrides`` (``"paper"`` for a module).
     data
         ``cw.scenes(...)`` output, an :class:`EvalData` (see ``metrics.loaders``), or an int n:
         the first n shipped scenes of ``seed``. Scenes pass through the bundle's ``Preprocess``
@@ -201,6 +202,8 @@ class _Run:
         self.bounds = (
             input_bounds if input_bounds is not None else getattr(bundle, "input_bounds", None)
         )
+        self.rules = getattr(bundle, "rules", None) or "paper"
+        self.overrides = getattr(bundle, "overrides", None)
         self.class_names = tuple(getattr(bundle, "class_names", None) or ())
         self.model_name = str(getattr(bundle, "name", type(self.model).__name__))
         self.methods = list(methods)
@@ -237,7 +240,7 @@ class _Run:
             return
         x = self.data.images[torch.as_tensor(items[sel, 0])].to(self.device)
         t = torch.as_tensor(items[sel, 1]).to(self.device)
-        maps = method_maps(method, self.model, x, t, self.bounds)
+        maps = method_maps(method, self.model, x, t, self.bounds, self.rules, self.overrides)
         psel = np.flatnonzero(np.isin(pairs[:, 0], sel))
         local = {int(g): k for k, g in enumerate(sel)}
         for name, metric in self.metrics:
@@ -303,6 +306,7 @@ class _Run:
             "n_images": len(self.data),
             "targets": self.targets if isinstance(self.targets, str) else "given",
             "input_bounds": repr(self.bounds),
+            "rules": self.rules if isinstance(self.rules, str) else repr(self.rules),
             "metric_params": json.dumps({n: m.params() for n, m in self.metrics}),
         }
         return xr.Dataset(data_vars, coords=coords, attrs=attrs)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,6 +120,13 @@ class ModelBundle:
         How class probabilities are read from the logits: ``"softmax"`` for single-label
         classifiers (ImageNet models), ``"sigmoid"`` for multi-label ones (the shapes model).
         Explanations always start from the logits; this only affects displayed probabilities.
+    rules : str
+        The rules preset that explains this model (``"paper"`` for CNNs, ``"cp_lrp"`` or
+        ``"attnlrp"`` for transformers); ``cw.Explainer(bundle)`` and ``cw.evaluate(bundle)``
+        use it unless given other rules.
+    overrides : mapping, optional
+        ``{module path, op name, layer type or torch function: Rule}`` extending ``rules`` (as
+        ``cw.Explainer``'s ``overrides``), used the same way.
 
     Examples
     --------
@@ -132,6 +139,8 @@ class ModelBundle:
     preprocess: Callable[[Any], torch.Tensor] = field(default_factory=Preprocess)
     name: str = "custom"
     output_activation: str = "softmax"
+    rules: str = "paper"
+    overrides: Mapping[Any, Any] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, nn.Module):

@@ -1,4 +1,5 @@
-"""``load_model(name)``: the shipped "shapes" model, or torchvision ImageNet models from files.
+"""``load_model(name)``: the shipped "shapes" CNN and "shapes_vit" transformer, or torchvision
+ImageNet models from files.
 
 Nothing is downloaded. torchvision weights are read from ``weights_path=`` or from torch's hub
 cache (``$TORCH_HOME/hub/checkpoints/``, by default ``~/.cache/torch/hub/checkpoints/``); the model
@@ -18,10 +19,15 @@ from torchvision.models import WeightsEnum, get_model, get_model_weights
 from clrp_widgets.engine.errors import ConfigError, ModelNotAvailableError
 from clrp_widgets.models.bundle import ModelBundle, Preprocess
 from clrp_widgets.models.shapes_net import ShapesNet
+from clrp_widgets.models.shapes_vit import shapes_vit
 
 SHAPES_WEIGHTS = Path(__file__).with_name("weights") / "shapes.pt"
+SHAPES_VIT_WEIGHTS = Path(__file__).with_name("weights") / "shapes_vit.pt"
+#: the rules preset of the shapes_vit bundle: AttnLRP scored above CP-LRP on the pointing games
+#: and the ablation of bench/vit_pointing.py, for every method (see bench/README.md)
+SHAPES_VIT_RULES = "attnlrp"
 TORCHVISION_MODELS = ("vgg16", "vgg16_bn", "alexnet", "resnet50")
-MODEL_NAMES = ("shapes", *TORCHVISION_MODELS)
+MODEL_NAMES = ("shapes", *TORCHVISION_MODELS, "shapes_vit")
 
 
 def load_model(name: str, *, weights_path: str | os.PathLike[str] | None = None) -> ModelBundle:
@@ -30,8 +36,10 @@ def load_model(name: str, *, weights_path: str | os.PathLike[str] | None = None)
     Parameters
     ----------
     name : str
-        ``"shapes"`` (shipped with the package, 8 shape classes, input [0, 1] at 64×64) or one of
-        ``"vgg16"``, ``"vgg16_bn"``, ``"alexnet"``, ``"resnet50"`` (ImageNet, torchvision).
+        ``"shapes"`` (shipped with the package, 8 shape classes, input [0, 1] at 64×64),
+        ``"shapes_vit"`` (shipped: a small torchvision ``VisionTransformer`` for the same scenes;
+        its bundle's ``rules`` is the transformer preset ``"attnlrp"``) or one of ``"vgg16"``,
+        ``"vgg16_bn"``, ``"alexnet"``, ``"resnet50"`` (ImageNet, torchvision).
     weights_path : path, optional
         A state-dict file to read instead of the shipped file or torch's hub cache.
 
@@ -51,6 +59,9 @@ def load_model(name: str, *, weights_path: str | os.PathLike[str] | None = None)
     """
     if name == "shapes":
         return _load_shapes(Path(weights_path) if weights_path is not None else SHAPES_WEIGHTS)
+    if name == "shapes_vit":
+        path = Path(weights_path) if weights_path is not None else SHAPES_VIT_WEIGHTS
+        return _load_shapes_vit(path)
     if name in TORCHVISION_MODELS:
         return _load_torchvision(name, weights_path)
     raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}.")
@@ -75,6 +86,29 @@ def _load_shapes(path: Path) -> ModelBundle:
         preprocess=Preprocess(resize=size, crop=size),
         name="shapes",
         output_activation="sigmoid",
+    )
+
+
+def _load_shapes_vit(path: Path) -> ModelBundle:
+    if not path.is_file():
+        raise ModelNotAvailableError(
+            f"the shapes_vit weights {path} are missing; reinstall clrp-widgets or recreate them "
+            "with `python -m clrp_widgets.models.train_shapes_vit`."
+        )
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    meta = saved["meta"]
+    model = shapes_vit(len(meta["class_names"]), **meta["vit"])
+    model.load_state_dict(saved["state_dict"])
+    size = int(meta["input_size"])
+    low, high = meta["input_bounds"]
+    return ModelBundle(
+        model=model,
+        class_names=meta["class_names"],
+        input_bounds=(float(low), float(high)),
+        preprocess=Preprocess(resize=size, crop=size),
+        name="shapes_vit",
+        output_activation="sigmoid",
+        rules=SHAPES_VIT_RULES,
     )
 
 
