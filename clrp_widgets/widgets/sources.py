@@ -184,7 +184,8 @@ def explainers(source: Any, rules: str | None) -> tuple[Any, dict[str, Any], str
     def build(name: str) -> Explainer:
         return Explainer(source, rules=name)
 
-    return build, {}, rules or "paper", (source if hasattr(source, "model") else None)
+    rules = rules or getattr(source, "rules", None) or "paper"  # a bundle's own preset first
+    return build, {}, rules, (source if hasattr(source, "model") else None)
 
 
 def default_layer(explainer: Any) -> str:

@@ -122,3 +122,16 @@ def test_neuron_mode_on_a_hidden_unit(vit_ex):
     np.testing.assert_allclose(maps[0], want, rtol=1e-5, atol=1e-8)
     assert ex.neuron_view.panel_titles == ["unit 5 (against the rest of its layer)"]
     ex.select(neuron_mode="decision", channels=[])
+
+
+def test_the_shipped_vit_opens_with_its_own_preset_and_compares_two_heads():
+    """``cw.Explorer(load_model("shapes_vit"), scenes)`` with no rules: the bundle's attnlrp."""
+    bundle = cw.load_model("shapes_vit")
+    ex = cw.Explorer(bundle, cw.scenes(2, seed=5)).wait()
+    assert ex.error == "" and ex.rules == bundle.rules == "attnlrp"
+    assert ex.layer.endswith(":softmax") and ex.bars.channels
+    heads = ex.bars.channels[:2]
+    ex.select(channels=heads)
+    assert ex.neuron_view.state["view"] == "compare"
+    assert all(np.isfinite(m).all() for m in shown(ex.neuron_view))
+    assert ex.neuron_view.panel_titles[0].startswith("A: head")
