@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt --no-deps lxt==2.1  # its import needs only [test]'s
 	touch $(STAMP)
 
 $(BUNDLE): $(JS_SRC) | $(STAMP)
