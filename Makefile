@@ -44,7 +44,9 @@ jstest: setup
 pytest: setup chromium
 	$(BIN)/pytest -n 2 --dist loadfile --durations=25
 
-test: lint typecheck jstest pytest
+## mypy (about 45 s cold, one core) runs beside pytest's start-up instead of before it
+test: lint jstest
+	$(MAKE) -j2 typecheck pytest
 
 ## demo: JupyterLab on the quickstart notebook (demo-html: the headless variant)
 demo: setup
