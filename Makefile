@@ -44,9 +44,7 @@ jstest: setup
 pytest: setup chromium
 	$(BIN)/pytest -n 2 --dist loadfile --durations=25
 
-## mypy (about 45 s cold, one core) runs beside pytest's start-up instead of before it
-test: lint jstest
-	$(MAKE) -j2 typecheck pytest
+test: lint typecheck jstest pytest
 
 ## demo: JupyterLab on the quickstart notebook (demo-html: the headless variant)
 demo: setup
