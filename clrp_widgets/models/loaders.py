@@ -9,11 +9,13 @@ is built on the meta device and takes its tensors from that file, so there is ne
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 import torchvision
+from torch import nn
 from torchvision.models import WeightsEnum, get_model, get_model_weights
 
 from clrp_widgets.engine.errors import ConfigError, ModelNotAvailableError
@@ -68,36 +70,30 @@ def load_model(name: str, *, weights_path: str | os.PathLike[str] | None = None)
 
 
 def _load_shapes(path: Path) -> ModelBundle:
-    if not path.is_file():
-        raise ModelNotAvailableError(
-            f"the shapes weights {path} are missing; reinstall clrp-widgets or recreate them "
-            "with `python -m clrp_widgets.models.train_shapes`."
-        )
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    meta = saved["meta"]
-    model = ShapesNet(len(meta["class_names"]))
-    model.load_state_dict(saved["state_dict"])
-    size = int(meta["input_size"])
-    low, high = meta["input_bounds"]
-    return ModelBundle(
-        model=model,
-        class_names=meta["class_names"],
-        input_bounds=(float(low), float(high)),
-        preprocess=Preprocess(resize=size, crop=size),
-        name="shapes",
-        output_activation="sigmoid",
-    )
+    return _load_scene_model(path, "shapes", lambda meta: ShapesNet(len(meta["class_names"])))
 
 
 def _load_shapes_vit(path: Path) -> ModelBundle:
+    return _load_scene_model(
+        path,
+        "shapes_vit",
+        lambda meta: shapes_vit(len(meta["class_names"]), **meta["vit"]),
+        rules=SHAPES_VIT_RULES,
+    )
+
+
+def _load_scene_model(
+    path: Path, name: str, build: Callable[[dict], nn.Module], rules: str = "paper"
+) -> ModelBundle:
+    """A shipped model trained on the generated scenes (``python -m ...train_<name>``)."""
     if not path.is_file():
         raise ModelNotAvailableError(
-            f"the shapes_vit weights {path} are missing; reinstall clrp-widgets or recreate them "
-            "with `python -m clrp_widgets.models.train_shapes_vit`."
+            f"the {name} weights {path} are missing; reinstall clrp-widgets or recreate them "
+            f"with `python -m clrp_widgets.models.train_{name}`."
         )
     saved = torch.load(path, map_location="cpu", weights_only=True)
     meta = saved["meta"]
-    model = shapes_vit(len(meta["class_names"]), **meta["vit"])
+    model = build(meta)
     model.load_state_dict(saved["state_dict"])
     size = int(meta["input_size"])
     low, high = meta["input_bounds"]
@@ -106,9 +102,9 @@ def _load_shapes_vit(path: Path) -> ModelBundle:
         class_names=meta["class_names"],
         input_bounds=(float(low), float(high)),
         preprocess=Preprocess(resize=size, crop=size),
-        name="shapes_vit",
+        name=name,
         output_activation="sigmoid",
-        rules=SHAPES_VIT_RULES,
+        rules=rules,
     )
 
 

@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -41,6 +42,19 @@ def exact_match(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> floa
     return float((pred == labels.bool()).all(dim=1).float().mean())
 
 
+def fresh_batches(steps: int, batch: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """``(step, images, labels)``: chunk ``i`` is ``scenes(CHUNK, seed=TRAIN_SEED0 + i)``,
+    shuffled by torch's global generator and cut into batches of ``batch``."""
+    per_chunk = CHUNK // batch
+    for step in range(steps):
+        if step % per_chunk == 0:
+            data = scenes(CHUNK, seed=TRAIN_SEED0 + step // per_chunk)
+            x, y = data.tensor(), data.label_tensor()
+            order = torch.randperm(CHUNK)
+        idx = order[(step % per_chunk) * batch : (step % per_chunk + 1) * batch]
+        yield step, x[idx], y[idx]
+
+
 def train(
     steps: int, batch: int, lr: float, seed: int, checkpoint: Path | None = None
 ) -> tuple[ShapesNet, dict]:
@@ -54,16 +68,10 @@ def train(
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     val = scenes(500, seed=VAL_SEED)
-    per_chunk = CHUNK // batch
-    chunks = math.ceil(steps / per_chunk)
+    chunks = math.ceil(steps / (CHUNK // batch))
     start = time.perf_counter()
-    for step in range(steps):
-        if step % per_chunk == 0:
-            data = scenes(CHUNK, seed=TRAIN_SEED0 + step // per_chunk)
-            x, y = data.tensor(), data.label_tensor()
-            order = torch.randperm(CHUNK)
-        idx = order[(step % per_chunk) * batch : (step % per_chunk + 1) * batch]
-        loss = nn.functional.binary_cross_entropy_with_logits(model(x[idx]), y[idx])
+    for step, xb, yb in fresh_batches(steps, batch):
+        loss = nn.functional.binary_cross_entropy_with_logits(model(xb), yb)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -38,6 +38,7 @@ from clrp_widgets.models.train_shapes import (
     TRAIN_SEED0,
     VAL_SEED,
     exact_match,
+    fresh_batches,
     save,
 )
 
@@ -69,16 +70,10 @@ def train(
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     val = scenes(500, seed=VAL_SEED)
-    per_chunk = CHUNK // batch
-    chunks = math.ceil(steps / per_chunk)
+    chunks = math.ceil(steps / (CHUNK // batch))
     start, cpu0 = time.perf_counter(), _cpu_seconds()
-    for step in range(steps):
-        if step % per_chunk == 0:
-            data = scenes(CHUNK, seed=TRAIN_SEED0 + step // per_chunk)
-            x, y = data.tensor(), data.label_tensor()
-            order = torch.randperm(CHUNK)
-        idx = order[(step % per_chunk) * batch : (step % per_chunk + 1) * batch]
-        loss = nn.functional.binary_cross_entropy_with_logits(model(x[idx]), y[idx])
+    for step, xb, yb in fresh_batches(steps, batch):
+        loss = nn.functional.binary_cross_entropy_with_logits(model(xb), yb)
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
