@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from test_vit import _Identity, _ln, _Scale, gxi_overrides
 from torch import Tensor, nn
 
 import clrp_widgets as cw
-from clrp_widgets.engine.attention import AffineSum, LayerNormRule, ProductRule
 from clrp_widgets.engine.rules import Epsilon
 
 BLOCK = "encoder.layers.encoder_layer_1"
@@ -100,35 +100,7 @@ def test_vit_neuron_relevance_is_per_hidden_unit_and_head(vit_tree) -> None:
 
 
 # ------------------------------------------------ conditional maps: Gradient x Input oracle
-class _GeluPass(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, u: Tensor) -> Tensor:
-        y = nn.functional.gelu(u)
-        ctx.save_for_backward(y / u)
-        return y
-
-    @staticmethod
-    def backward(ctx, g: Tensor) -> Tensor:
-        return ctx.saved_tensors[0] * g
-
-
-class _Scale(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, u: Tensor, factor: float) -> Tensor:
-        ctx.factor = factor
-        return u.view_as(u)
-
-    @staticmethod
-    def backward(ctx, g: Tensor) -> tuple[Tensor, None]:
-        return g / ctx.factor, None
-
-
-def _ln(t: Tensor, ln: nn.LayerNorm) -> Tensor:
-    centred = t - t.mean(-1, keepdim=True)
-    std = (centred.pow(2).mean(-1, keepdim=True) + ln.eps).sqrt().detach()
-    return centred / std * ln.weight + ln.bias
-
-
+# (test_vit's modified-gradient pieces: the identity rule on GELU, LXT's gradient division)
 def _conditional_oracle(model: nn.Module, x: Tensor, target: int, block: int, unit: int) -> Tensor:
     """AttnLRP as Gradient x Input (LXT's form): the relevance at block ``block``'s first MLP
     layer ``h`` is ``h * g`` (``g`` its modified gradient); kept on hidden ``unit`` and taken
@@ -152,7 +124,7 @@ def _conditional_oracle(model: nn.Module, x: Tensor, target: int, block: int, un
         if i == block:
             h.retain_grad()
             taps.append(h)
-        t = t + layer.mlp[3](_GeluPass.apply(h))
+        t = t + layer.mlp[3](_Identity.apply(h))
     logits = model.heads(_ln(t, model.encoder.ln)[:, 0])
     logits[:, target].sum().backward(retain_graph=True)
     (h,) = taps
@@ -161,20 +133,10 @@ def _conditional_oracle(model: nn.Module, x: Tensor, target: int, block: int, un
     return (x * grad).detach().sum(1)
 
 
-def _gxi_overrides(eps: float = 1e-12) -> dict:
-    return {
-        "conv_proj": Epsilon(eps),
-        nn.Linear: Epsilon(eps),
-        torch.matmul: ProductRule(eps),
-        torch.add: AffineSum(eps),
-        torch.layer_norm: LayerNormRule(eps),
-    }
-
-
 def test_vit_conditional_map_keeps_a_hidden_unit_not_a_token() -> None:
     model = tiny_vit()
     x = torch.rand(1, 3, 32, 32, dtype=torch.float64)
-    ex = cw.Explainer(model, rules="attnlrp", input_bounds=(0, 1), overrides=_gxi_overrides())
+    ex = cw.Explainer(model, rules="attnlrp", input_bounds=(0, 1), overrides=gxi_overrides())
     units = [3, 40]
     maps = ex.conditional(x, 2, MLP0, units, contrast="lrp")
     assert maps.dims == ("channel", "sample", "y", "x") and maps.sizes["channel"] == 2
