@@ -289,7 +289,7 @@ class RelevanceEngine:
             fp.last_contrast = (request, maps["contrast"])
         if "dual" in kinds and "dual" not in maps:
             maps["dual"] = _difference(maps["target"], maps["contrast"])
-        sums = {k: seeds[k].total() for k in (*compute, *kinds)}
+        sums = {k: seeds[k].total() for k in {*compute, *kinds}}
         if normalise:
             for k in ("target", "dual"):
                 scale = 1.0 / maps[k][0].flatten(1).sum(1)
