@@ -792,7 +792,7 @@ class Explorer(PanelsMixin, ExportMixin, w.VBox):
                 return
             self._stage(job, "neuron maps", 0.5)
             chan_maps = s.channel_maps(view)
-            job.publish(lambda: self._show_neurons(view, chan_maps))
+            job.publish(lambda: self._show_main(view, main, layer, chan_maps))
         if self.atlas is not None and job.current():  # neuron atlas hook: follow the selection
             self.atlas.set_image(s.xs[view.image])
             channel = view.channels[-1] if view.channels else None

@@ -92,8 +92,13 @@ class PanelsMixin:
     def _show_main(
         self, view: View, main: np.ndarray, layer: Any, chan_maps: list | None = None
     ) -> None:
-        """The header's map, the neuron bars and the pixel's list (and the neuron maps, if
-        given), then the view's state, once."""
+        """The header's map, the neuron bars and the pixel's list, then the neuron maps and the
+        view's state, once.
+
+        Without ``chan_maps`` (the selected neurons' maps are still coming) the state says so
+        (``stage: "neuron maps"``) and the version stays: no state claims a view before all of
+        it is shown.
+        """
         self._draw_header(view, main)
         decision = view.decision()
         units = self._units_of(view, int(layer["neuron_relevance"].shape[-1]), layer)
@@ -105,8 +110,11 @@ class PanelsMixin:
         if self._changed("pixel", (decision, view.pixel)):
             self._show_pixel(view, layer, units)
         self._shown_view = view
-        if chan_maps is None or not self._show_neurons(view, chan_maps, publish=False):
-            self._publish_state(view)
+        if chan_maps is None:
+            self.heatmap.state = {**self._state(view, self.map_version), "stage": "neuron maps"}
+            return
+        self._show_neurons(view, chan_maps)
+        self._publish_state(view)
 
     def _show_header(self, view: View, main: np.ndarray) -> None:
         """The header's map alone, its state saying the neuron bars are still coming.
@@ -253,10 +261,15 @@ class PanelsMixin:
                 f"at y={y}, x={x}"
             )
 
-    def _show_neurons(self, view: View, maps: list[np.ndarray], publish: bool = True) -> bool:
-        """The selected neurons' maps; False when they are shown already."""
+    def _show_neurons(self, view: View, maps: list[np.ndarray]) -> None:
+        """The selected neurons' maps, titles and caption in one front-end update (unless
+        shown already)."""
         if not self._changed("neurons", (view.decision(), view.channels, view.neuron_mode)):
-            return False
+            return
+        with self.neuron_view.hold_sync():
+            self._draw_neurons(view, maps)
+
+    def _draw_neurons(self, view: View, maps: list[np.ndarray]) -> None:
         units = self._units.get(view.layer) or self._units_of(view)
         names = [units.label(c) for c in view.channels]
         how = "against the rest of its layer" if view.neuron_mode == "neuron" else "conditional"
@@ -285,8 +298,6 @@ class PanelsMixin:
         self.neuron_view.title = f"{units.plural()} of {view.layer}"
         self.neuron_view.help = self._help(view, neurons=True)
         self._snapshot(view, units)
-        self._publish_state(view)
-        return True
 
     def _with_patch_grid(
         self, view: View, maps: list[np.ndarray], titles: list[str]

@@ -186,6 +186,32 @@ def test_neuron_bar_clicks_select_compare_and_deselect(ex, explainer, image):
     assert ex.channels == [b] and ex.neuron_view.state["channels"] == [b]
 
 
+def test_no_state_claims_a_neuron_view_before_its_maps_and_caption_arrive(ex, monkeypatch):
+    """The front end sees the neuron view's maps, titles and caption in one message, and only
+    then a state naming the view (a browser test read a stale caption under a compare state)."""
+    sent: list[dict] = []
+
+    def record(msg: dict, buffers=None) -> None:  # binary traits travel as buffers
+        sent.append({**msg["state"], **{path[0]: "buffer" for path in msg["buffer_paths"]}})
+
+    monkeypatch.setattr(ex.neuron_view, "_send", record)
+    versions: list[int] = []
+    ex.observe(lambda c: versions.append(c["new"]), "map_version")
+    start = ex.map_version
+    a, b = ex.bars.channels[0], ex.bars.channels[1]
+    for i, view in ((0, "single"), (1, "compare")):
+        sent.clear()
+        bar_click(ex.bars.bars, i)
+        ex.wait()
+        maps_msgs = [m for m in sent if "maps" in m]
+        assert len(maps_msgs) == 1 and {"caption", "panel_titles"} <= set(maps_msgs[0])
+        states = [m["state"]["view"] for m in sent if "state" in m]
+        assert states == [view]  # one state, after the maps
+        assert next(i for i, m in enumerate(sent) if "state" in m) > sent.index(maps_msgs[0])
+    assert versions == [start + 1, start + 2]  # one version per click, none half-way
+    assert ex.neuron_view.caption.startswith(f"c{a} vs c{b} (conditional): correlation")
+
+
 def test_thumbnail_and_pixel_neuron_clicks_select_channels(ex):
     c = ex.thumbs.channels[3]
     custom(ex.thumbs, {"event": "thumb", "channel": c})
