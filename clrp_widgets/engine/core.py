@@ -674,8 +674,7 @@ class RelevanceEngine:
             yield check
             return
         ledger = fp.ledger
-        ledger.records = []
-        ledger.active = True
+        ledger.start()
         try:
             yield check
         finally:

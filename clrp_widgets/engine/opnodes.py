@@ -16,6 +16,7 @@ relevance it hands down, for the conservation guard.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -26,26 +27,42 @@ from .rules import Gate, Norm, OpRule, Pass, Rule, stabilize
 
 
 class Ledger:
-    """Per-sample relevance sums entering and leaving each node during one backward pass."""
+    """Per-sample relevance sums entering and leaving each node during one backward pass.
+
+    The relevance a node hands down often reaches the next node as the very same tensor (a
+    convolution, an activation that passes relevance on, the next convolution): its sum is then
+    taken once (the same object, not modified in place since).
+    """
 
     def __init__(self) -> None:
         self.active = False
         self.records: list[tuple[str, Tensor, Tensor]] = []
+        self._handed: tuple[weakref.ref[Tensor], int, Tensor] | None = None
+
+    def start(self) -> None:
+        """Begin a backward pass: no records, nothing handed down yet."""
+        self.records, self._handed, self.active = [], None, True
 
     def record(self, name: str, R: Tensor, rels: tuple[Tensor | None, ...]) -> None:
         if not self.active or R.ndim == 0:
             return
         with torch.no_grad():
             n = R.shape[0]
-            total_out = R.reshape(n, -1).sum(1)
-            total_in = torch.zeros_like(total_out)
-            for r in rels:
-                if r is None:
-                    continue
-                if r.ndim == 0 or r.shape[0] != n:
-                    return  # not per sample (e.g. a broadcast operand): no local check
-                total_in = total_in + r.reshape(n, -1).sum(1)
+            total_out = self._sum(R, n)
+            signal = [r for r in rels if r is not None]
+            if any(r.ndim == 0 or r.shape[0] != n for r in signal):
+                return  # not per sample (e.g. a broadcast operand): no local check
+            sums = [r.reshape(n, -1).sum(1) for r in signal]
+            total_in = sums[0] if len(sums) == 1 else sum(sums, torch.zeros_like(total_out))
+            if len(signal) == 1:
+                self._handed = (weakref.ref(signal[0]), signal[0]._version, total_in)
         self.records.append((name, total_out, total_in))
+
+    def _sum(self, R: Tensor, n: int) -> Tensor:
+        handed = self._handed
+        if handed is not None and handed[0]() is R and R._version == handed[1]:
+            return handed[2]
+        return R.reshape(n, -1).sum(1)
 
 
 class Call:
