@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
-
-from clrp_widgets.engine.errors import CLRPError
-from clrp_widgets.export.run import export_notebook
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
     args = parser.parse_args(argv)
     output = args.output or str(args.notebook).removesuffix(".ipynb") + ".html"
+    refused = _refused(Path(args.notebook))
+    if refused:
+        return _fail(f"{refused}{_kept(output)}")
+    from clrp_widgets.engine.errors import CLRPError  # torch and nbconvert: only from here on
+    from clrp_widgets.export.run import export_notebook
+
     try:
         path = export_notebook(
             args.notebook, output, execute=not args.no_execute, timeout=args.timeout
@@ -43,6 +47,24 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, self-contained: open it offline)")
     return 0
+
+
+def _refused(notebook: Path) -> str | None:
+    """Why ``notebook`` cannot be exported, found without nbformat (a missing file, or one
+    that is not JSON), or None; the full check follows in ``export_notebook``."""
+    if not notebook.is_file():
+        return f"No notebook at {notebook}: give the path of an existing .ipynb file."
+    try:
+        content = json.loads(notebook.read_bytes())
+    except (OSError, ValueError) as err:  # JSONDecodeError, UnicodeDecodeError
+        detail = " ".join(str(err).split())[:200]
+        return (
+            f"{notebook} is not a readable Jupyter notebook ({type(err).__name__}: {detail}); "
+            "open it in Jupyter and save it again, or restore it from a backup."
+        )
+    if not isinstance(content, dict):
+        return f"{notebook} is not a Jupyter notebook (its JSON is not an object); save it again."
+    return None
 
 
 def _kept(output: str) -> str:
