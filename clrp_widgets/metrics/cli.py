@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from clrp_widgets.engine.errors import CLRPError
@@ -102,6 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     status 2; outputs are written atomically, so a failed run leaves no partial file.
     """
     args = parser().parse_args(argv)
+    refused = _refused(args)
+    if refused:
+        return _fail(refused)
     from clrp_widgets.models.loaders import load_model
 
     try:
@@ -132,6 +137,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             "please report this with the command line."
         )
     return 0
+
+
+def _refused(args: argparse.Namespace) -> str | None:
+    """Why the given paths cannot work, found before the model loads and the run starts (an
+    output that is a folder would otherwise fail only after the whole evaluation), or None."""
+    folders = {
+        "imagenet": "the ImageNet-style image folder",
+        "voc07": "the VOCdevkit or VOC2007 folder",
+        "annotations": "the folder of VOC XML box files",
+    }
+    for option, what in folders.items():
+        path = getattr(args, option)
+        if path and not Path(path).is_dir():
+            return f"{path} is not a folder; pass {what} (--{option})."
+    for option in ("classes", "weights"):
+        path = getattr(args, option)
+        if path and not Path(path).is_file():
+            return f"No file at {path}; check the path given to --{option}."
+    for option in ("json", "markdown", "netcdf"):
+        path = getattr(args, option)
+        if not path:
+            continue
+        target = Path(path)
+        folder = next((p for p in target.parents if p.exists()), Path("."))
+        if target.is_dir():
+            return f"cannot write {path}: it is a folder; check the path given to --{option}."
+        if not os.access(folder, os.W_OK):
+            return f"cannot write {path}: {folder} is not writable; check the path."
+    return None
 
 
 def _fail(message: str, status: int = 2) -> int:

@@ -117,8 +117,10 @@ def test_cli_missing_folder_and_unwritable_outputs_are_one_line(tmp_path):
     (tmp_path / "taken").mkdir()
     old = tmp_path / "old.md"
     old.write_text("previous table")
-    line = _one_error_line(
-        _evaluate_cli(*common, "--markdown", str(old), "--netcdf", str(tmp_path / "taken"))
-    )
+    result = _evaluate_cli(*common, "--markdown", str(old), "--netcdf", str(tmp_path / "taken"))
+    line = _one_error_line(result)
     assert "taken" in line and "check the path" in line
+    assert result.stdout == ""  # refused before the run: no table, no evaluation lost
+    line = _one_error_line(_evaluate_cli(*common, "--classes", str(tmp_path / "none.txt")))
+    assert "none.txt" in line and "--classes" in line
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
