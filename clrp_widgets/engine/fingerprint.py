@@ -4,8 +4,8 @@ Storage pointer, version counter, dtype and device of every parameter and buffer
 tensor (``p.data = ...``, ``load_state_dict`` with ``assign``) and any in-place edit autograd
 sees (``with torch.no_grad(): p.mul_(2)``, optimiser steps, ``load_state_dict``). An edit made
 through ``p.data`` (``p.data.mul_(2)``, ``p.data.copy_(...)``) bumps no version counter, so the
-tensors' bits are also summed (as integers, wrapping, so exact and independent of the order of
-summation):
+tensors' bits are also summed (as 64-bit integers, wrapping, so exact and independent of the
+order of summation):
 
 - every entry of a tensor with at most :data:`FULL_SUM_MAX` entries (all convolution kernels,
   biases and norms of torchvision's CNNs);
@@ -41,8 +41,10 @@ def _bit_sum(t: Tensor) -> Tensor:
     size = t.element_size()
     bits = t.reshape(-1).view(_INT_OF_SIZE[size])
     if bits.numel() > FULL_SUM_MAX:
-        bits = bits[::SAMPLE_STRIDE]
-    return bits.sum(dtype=torch.int32 if size <= 4 else torch.int64)
+        return bits[::SAMPLE_STRIDE].sum(dtype=torch.int64)
+    if size < 8 and (bits.numel() * size) % 8 == 0 and (bits.storage_offset() * size) % 8 == 0:
+        bits = bits.view(torch.int64)  # 8-byte words: a third of the time of an int32 sum
+    return bits.sum(dtype=torch.int64)
 
 
 def weights_fingerprint(model: nn.Module) -> tuple[Any, ...]:

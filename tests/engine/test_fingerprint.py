@@ -58,3 +58,16 @@ def test_limit_one_unsampled_entry_of_a_large_tensor_through_data() -> None:
     with torch.no_grad():
         model[2].weight.view(-1)[1] += 1.0  # on the parameter: its version counter moves
     assert weights_fingerprint(model) != before
+
+
+@pytest.mark.parametrize("numel", [7, 8], ids=["odd_length", "even_length"])
+@pytest.mark.parametrize("offset", [0, 1], ids=["aligned", "odd_offset"])
+def test_any_entry_is_seen_in_tensors_of_any_length_and_offset(numel: int, offset: int) -> None:
+    """Small tensors are summed in 8-byte words where their length and offset allow, in 4-byte
+    ones otherwise (a parameter viewing a flat buffer at an odd offset): every entry counts."""
+    module = nn.Module()
+    module.w = nn.Parameter(torch.randn(numel + offset)[offset:])
+    for i in range(numel):
+        before = weights_fingerprint(module)
+        module.w.data[i] += 1.0
+        assert weights_fingerprint(module) != before, i
