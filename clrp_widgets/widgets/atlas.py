@@ -77,7 +77,7 @@ class AtlasPanel(w.VBox):
         self.by = w.ToggleButtons(options=RANKINGS, value="contrast", description="rank by")
         self.by.observe(lambda _: self.render(), names="value")
         self.title = w.HTML()
-        self.crumbs = w.HBox(layout={"align_items": "center", "gap": "4px"})
+        self.crumbs = w.HBox(layout={"align_items": "center"})
         self.message = w.HTML()
         self.refs_box = w.HBox(layout={"flex_flow": "row wrap"})
         self.subs_title = w.HTML()
@@ -195,11 +195,12 @@ class AtlasPanel(w.VBox):
 
     def _crumbs(self) -> None:
         """The breadcrumb: ``path: layer:channel › layer:channel ...`` (buttons go back up)."""
-        parts: list[w.Widget] = [w.HTML("path:")] if self.path else []
+        spaced = {"margin": "0 4px 0 0"}  # ipywidgets' Layout has no flex gap
+        parts: list[w.Widget] = [w.HTML("path:", layout=spaced)] if self.path else []
         for depth, (layer, channel) in enumerate(self.path):
             if depth:
-                parts.append(w.HTML("&rsaquo;"))
-            button = w.Button(description=f"{layer}:{channel}", layout={"width": "auto"})
+                parts.append(w.HTML("&rsaquo;", layout=spaced))
+            button = w.Button(description=f"{layer}:{channel}", layout={"width": "auto", **spaced})
             button.on_click(lambda _, d=depth: self.up(d))
             button.add_class("clrp-atlas-crumb")
             parts.append(button)
