@@ -310,7 +310,7 @@ function render({ model, el }) {
       if (reserve) {
         const hint = snapshot
           ? "pixel lists need the notebook running (this page is a snapshot)"
-          : "click a pixel (or focus the map: arrow keys, then Enter) to list the channels with the most relevance there";
+          : `click a pixel (or focus the map: arrow keys, then Enter) to list the ${model.get("neuron_noun") || "channels"} with the most relevance there`;
         neurons.append(h("div", { class: "clrp-neurons-hint" }, hint));
       }
       return;
@@ -404,7 +404,7 @@ function render({ model, el }) {
     "change:display_size change:shared_scale change:units change:panel_tooltips change:panel_legends";
   model.on(events, redraw);
   model.on("change:pixel", drawMarker);
-  model.on("change:pixel_neurons change:neuron_list_title", drawNeurons);
+  model.on("change:pixel_neurons change:neuron_list_title change:neuron_noun", drawNeurons);
   model.on("change:state", () => mirrorState(root, model.get("state")));
   model.on("change:title change:caption change:show_toolbar change:downloads change:help", syncControls);
   model.on("change:busy", () => setBusy(model.get("busy")));

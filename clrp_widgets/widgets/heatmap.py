@@ -54,6 +54,7 @@ class HeatmapView(anywidget.AnyWidget):
     pixel_clicks = t.Bool(False).tag(sync=True)
     pixel_neurons = t.List(t.Dict()).tag(sync=True)
     neuron_list_title = t.Unicode("").tag(sync=True)
+    neuron_noun = t.Unicode("channels").tag(sync=True)  # what a pixel click lists (plural)
     title = t.Unicode("").tag(sync=True)
     caption = t.Unicode("").tag(sync=True)
     show_toolbar = t.Bool(True).tag(sync=True)

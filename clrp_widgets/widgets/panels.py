@@ -225,6 +225,7 @@ class PanelsMixin:
 
     def _show_pixel(self, view: View, layer: Any, units: UnitNames) -> None:
         self._pixel_layer = view.layer
+        self.heatmap.neuron_noun = units.plural()
         if view.pixel is None:
             self.heatmap.pixel = []
             self.heatmap.pixel_neurons = []

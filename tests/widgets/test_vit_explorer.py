@@ -42,6 +42,7 @@ def vit_ex():
 def test_the_default_layer_is_the_last_attention_map(vit_ex):
     ex, _, _ = vit_ex
     assert ex.layer == ATTENTION and ex.bars.channels  # its neurons: the heads
+    assert ex.heatmap.neuron_noun == "heads"  # the map's "click a pixel to list the heads" hint
 
 
 def test_two_heads_are_clicked_and_compared(vit_ex):
