@@ -159,25 +159,20 @@ def hand_written_zplus(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], 
 
     def run() -> object:
         with torch.no_grad():
-            trail, h = [], x
-            for m in model.features:
-                if isinstance(m, torch.nn.Conv2d):
+            trail, h, pooled = [], x, x
+            for m in [*model.features, model.avgpool, *model.classifier]:
+                if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
                     trail.append((m, h))
                     h = m(h)
                 elif isinstance(m, torch.nn.ReLU):
                     h = F.relu(h)
-                else:
+                elif isinstance(m, torch.nn.MaxPool2d):
                     out, idx = F.max_pool2d(h, 2, 2, return_indices=True)
                     trail.append((idx, h.shape))
                     h = out
-            pooled = model.avgpool(h)
-            h = torch.flatten(pooled, 1)
-            for m in model.classifier:
-                if isinstance(m, torch.nn.Linear):
-                    trail.append((m, h))
-                    h = m(h)
-                elif isinstance(m, torch.nn.ReLU):
-                    h = F.relu(h)
+                elif m is model.avgpool:
+                    pooled = m(h)
+                    h = torch.flatten(pooled, 1)  # dropout (eval): identity
             R = -h / (h.shape[1] - 1)  # a CLRP1-shaped seed: target minus the others' mean
             R[:, TARGET] = h[:, TARGET]
             for m, a in reversed(trail):
