@@ -160,8 +160,8 @@ class ZPlus(LinearRule):
         if fallback is not None:
             return self._with_fallback(op, a, st, p, R, s, fallback)
         if st["an"] is None:
-            return op.transpose(s, p["wp"], a.shape).mul_(st["ap"])
-        gp, gn = _transposes(op, s, [p["wp"], p["wn"]], a.shape)
+            return op.transpose(s, p["wp"], a).mul_(st["ap"])
+        gp, gn = _transposes(op, s, [p["wp"], p["wn"]], a)
         return st["ap"] * gp + st["an"] * gn
 
     def _fallback(self, op: LinearOp, st: State, p: Prepared, R: Tensor) -> Tensor | None:
@@ -196,9 +196,9 @@ class ZPlus(LinearRule):
         sn = torch.where(fallback, R, 0) / torch.where(fallback, st["zn"], -1)
         wp, wn = p["wp"], p["wn"]
         if st["an"] is None:
-            return st["ap"] * (op.transpose(sp, wp, a.shape) + op.transpose(sn, wn, a.shape))
-        g_pp, g_pn = _transposes(op, sp, [wp, wn], a.shape)
-        g_nn, g_np = _transposes(op, sn, [wn, wp], a.shape)
+            return st["ap"] * (op.transpose(sp, wp, a) + op.transpose(sn, wn, a))
+        g_pp, g_pn = _transposes(op, sp, [wp, wn], a)
+        g_nn, g_np = _transposes(op, sn, [wn, wp], a)
         return st["ap"] * (g_pp + g_nn) + st["an"] * (g_pn + g_np)
 
 
@@ -216,7 +216,7 @@ class Epsilon(LinearRule):
         return {"den": stabilize(z, self.eps)}
 
     def relevance(self, op: LinearOp, a: Tensor, st: State, p: Prepared, R: Tensor) -> Tensor:
-        return op.transpose(R / st["den"], p["w"], a.shape).mul_(a)
+        return op.transpose(R / st["den"], p["w"], a).mul_(a)
 
 
 @dataclass(frozen=True)
@@ -256,9 +256,9 @@ class Gamma(LinearRule):
         sp, sn = R * st["dp"], R * st["dn"]
         up, down = p["w_up"], p["w_down"]
         if st["an"] is None:
-            return st["ap"] * (op.transpose(sp, up, a.shape) + op.transpose(sn, down, a.shape))
-        g_pu, g_pd = _transposes(op, sp, [up, down], a.shape)
-        g_nd, g_nu = _transposes(op, sn, [down, up], a.shape)
+            return st["ap"] * (op.transpose(sp, up, a) + op.transpose(sn, down, a))
+        g_pu, g_pd = _transposes(op, sp, [up, down], a)
+        g_nd, g_nu = _transposes(op, sn, [down, up], a)
         return st["ap"] * (g_pu + g_nd) + st["an"] * (g_pd + g_nu)
 
 
@@ -295,11 +295,11 @@ class AlphaBeta(LinearRule):
     def relevance(self, op: LinearOp, a: Tensor, st: State, p: Prepared, R: Tensor) -> Tensor:
         sp, sn = R * st["dp"], R * st["dn"]
         if st["an"] is None:
-            gpp = op.transpose(sp, p["wp"], a.shape)
-            gnn = op.transpose(sn, p["wn"], a.shape)
+            gpp = op.transpose(sp, p["wp"], a)
+            gnn = op.transpose(sn, p["wn"], a)
             return st["ap"] * (self.alpha * gpp - self.beta * gnn)
-        gpp, gpn = _transposes(op, sp, [p["wp"], p["wn"]], a.shape)
-        gnn, gnp = _transposes(op, sn, [p["wn"], p["wp"]], a.shape)
+        gpp, gpn = _transposes(op, sp, [p["wp"], p["wn"]], a)
+        gnn, gnp = _transposes(op, sn, [p["wn"], p["wp"]], a)
         return self.alpha * (st["ap"] * gpp + st["an"] * gpn) - self.beta * (
             st["ap"] * gnn + st["an"] * gnp
         )
@@ -332,7 +332,7 @@ class ZBox(LinearRule):
 
     def relevance(self, op: LinearOp, a: Tensor, st: State, p: Prepared, R: Tensor) -> Tensor:
         s = R / st["den"]
-        g, gl, gh = _transposes(op, s, [p["w"], p["wp"], p["wn"]], a.shape)
+        g, gl, gh = _transposes(op, s, [p["w"], p["wp"], p["wn"]], a)
         return a * g - st["low"] * gl - st["high"] * gh
 
 
@@ -350,7 +350,7 @@ class Flat(LinearRule):
         return {"den": stabilize(op.forward(ones, p["w"], p["b"]), self.eps)}
 
     def relevance(self, op: LinearOp, a: Tensor, st: State, p: Prepared, R: Tensor) -> Tensor:
-        return op.transpose(R / st["den"], p["w"], a.shape)
+        return op.transpose(R / st["den"], p["w"], a)
 
 
 @dataclass(frozen=True)
@@ -369,16 +369,14 @@ def expand_bound(bound: float | Tensor, a: Tensor) -> Tensor:
     return b.expand(1, *a.shape[1:]).contiguous()
 
 
-def _transposes(
-    op: LinearOp, s: Tensor, weights: list[Tensor], in_shape: torch.Size
-) -> list[Tensor]:
+def _transposes(op: LinearOp, s: Tensor, weights: list[Tensor], a: Tensor) -> list[Tensor]:
     """``[op.transpose(s, w) for w in weights]``, as one call on stacked weights for convolutions
     without groups. A Linear layer's transpose is a matmul that reads each weight once anyway, so
     stacking would only add a copy of every weight per backward pass (most of the time of a
     ConvNeXt's or ViT's MLP layers at small batch)."""
     if not op.is_conv or op.groups != 1:
-        return [op.transpose(s, w, in_shape) for w in weights]
+        return [op.transpose(s, w, a) for w in weights]
     stacked = torch.cat(weights, dim=1)
     n = weights[0].shape[1]
-    shape = torch.Size((*in_shape[:1], n * len(weights), *in_shape[2:]))
+    shape = torch.Size((*a.shape[:1], n * len(weights), *a.shape[2:]))
     return list(op.transpose(s, stacked, shape).split(n, dim=1))
