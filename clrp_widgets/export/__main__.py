@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from clrp_widgets.export import notebook_errors
+
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point; returns the exit status."""
@@ -53,15 +55,11 @@ def _refused(notebook: Path) -> str | None:
     """Why ``notebook`` cannot be exported, found without nbformat (a missing file, or one
     that is not JSON), or None; the full check follows in ``export_notebook``."""
     if not notebook.is_file():
-        return f"No notebook at {notebook}: give the path of an existing .ipynb file."
+        return notebook_errors.missing(notebook)
     try:
         content = json.loads(notebook.read_bytes())
     except (OSError, ValueError) as err:  # JSONDecodeError, UnicodeDecodeError
-        detail = " ".join(str(err).split())[:200]
-        return (
-            f"{notebook} is not a readable Jupyter notebook ({type(err).__name__}: {detail}); "
-            "open it in Jupyter and save it again, or restore it from a backup."
-        )
+        return notebook_errors.unreadable(notebook, err)
     if not isinstance(content, dict):
         return f"{notebook} is not a Jupyter notebook (its JSON is not an object); save it again."
     return None

@@ -12,6 +12,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 from nbformat import NotebookNode
 
 from clrp_widgets.engine.errors import CLRPError, InputError
+from clrp_widgets.export import notebook_errors
 from clrp_widgets.export.assets import WIDGET_STATE_MIME
 from clrp_widgets.export.exporter import WAIT_FOR_EXPLORERS, ClrpHTMLExporter
 from clrp_widgets.results.files import write_atomic
@@ -50,15 +51,11 @@ def _last_started_cell(nb: NotebookNode) -> str:
 def read_notebook(source: Path) -> NotebookNode:
     """Read and validate ``source``; InputError naming the file if it is not a notebook."""
     if not source.is_file():
-        raise InputError(f"No notebook at {source}: give the path of an existing .ipynb file.")
+        raise InputError(notebook_errors.missing(source))
     try:
         return nbformat.read(source, as_version=4)
     except Exception as err:  # NotJSONError, ValidationError, UnicodeDecodeError, KeyError ...
-        detail = " ".join(str(err).split())[:200]
-        raise InputError(
-            f"{source} is not a readable Jupyter notebook ({type(err).__name__}: {detail}); "
-            "open it in Jupyter and save it again, or restore it from a backup."
-        ) from None
+        raise InputError(notebook_errors.unreadable(source, err)) from None
 
 
 def _has_widget_views_without_state(nb: NotebookNode) -> bool:
