@@ -11,6 +11,7 @@ import pytest
 import torch
 import torchvision
 from test_vit import _Identity, _ln, _Scale, gxi_overrides
+from tiny_vit import tiny_vit
 from torch import Tensor, nn
 
 import clrp_widgets as cw
@@ -18,16 +19,6 @@ from clrp_widgets.engine.rules import Epsilon
 
 BLOCK = "encoder.layers.encoder_layer_1"
 MLP0 = f"{BLOCK}.mlp.0"
-
-
-def tiny_vit() -> nn.Module:
-    torch.manual_seed(0)
-    model = torchvision.models.VisionTransformer(
-        image_size=32, patch_size=8, num_layers=2, num_heads=4, hidden_dim=32, mlp_dim=64,
-        num_classes=5,
-    ).double().eval()  # fmt: skip
-    nn.init.normal_(model.heads.head.weight, std=0.3)
-    return model
 
 
 class SwinLike(nn.Module):
@@ -50,7 +41,7 @@ class SwinLike(nn.Module):
 
 @pytest.fixture(scope="module")
 def vit_tree():
-    model = tiny_vit()
+    model = tiny_vit().double().eval()
     ex = cw.Explainer(model, rules="attnlrp", input_bounds=(0, 1))
     x = torch.rand(1, 3, 32, 32, dtype=torch.float64)
     return ex, x, ex.explain(x, 2, contrast="clrp1")
@@ -134,7 +125,7 @@ def _conditional_oracle(model: nn.Module, x: Tensor, target: int, block: int, un
 
 
 def test_vit_conditional_map_keeps_a_hidden_unit_not_a_token() -> None:
-    model = tiny_vit()
+    model = tiny_vit().double().eval()
     x = torch.rand(1, 3, 32, 32, dtype=torch.float64)
     ex = cw.Explainer(model, rules="attnlrp", input_bounds=(0, 1), overrides=gxi_overrides())
     units = [3, 40]

@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 import torchvision
+from tiny_vit import tiny_vit
 from torch import Tensor, nn
 from torchvision.models.maxvit import MaxVit
 
@@ -317,12 +318,7 @@ def _oracle(model: nn.Module, x: Tensor, target: int, cp: bool) -> Tensor:
 
 @pytest.mark.parametrize("rules", ["attnlrp", "cp_lrp"])
 def test_small_vit_matches_gradient_times_input_oracle(rules: str) -> None:
-    torch.manual_seed(0)
-    model = torchvision.models.VisionTransformer(
-        image_size=16, patch_size=4, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32,
-        num_classes=5,
-    ).double().eval()  # fmt: skip
-    nn.init.normal_(model.heads.head.weight, std=0.3)
+    model = tiny_vit(image_size=16, patch_size=4, num_heads=2, hidden_dim=16).double().eval()
     x = torch.rand(2, 3, 16, 16, dtype=torch.float64)
     expected = _oracle(model, x, 3, cp=rules == "cp_lrp")
     engine = RelevanceEngine(model, rules=rules, input_bounds=(0, 1), overrides=gxi_overrides())

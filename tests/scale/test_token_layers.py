@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torchvision
-from torch import nn
+from tiny_vit import tiny_vit
 
 import clrp_widgets as cw
 from clrp_widgets.engine import RelevanceEngine
@@ -18,12 +17,7 @@ HEADS = "encoder.layers.encoder_layer_1.self_attention:softmax"
 
 
 def test_token_layers_are_stored_per_hidden_unit_and_head() -> None:
-    torch.manual_seed(0)
-    model = torchvision.models.VisionTransformer(
-        image_size=32, patch_size=8, num_layers=2, num_heads=4, hidden_dim=32, mlp_dim=64,
-        num_classes=5,
-    ).eval()  # fmt: skip
-    nn.init.normal_(model.heads.head.weight, std=0.3)
+    model = tiny_vit().eval()
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     target = torch.tensor([1, 3])
     engine = RelevanceEngine(model, rules="attnlrp", input_bounds=(0, 1))

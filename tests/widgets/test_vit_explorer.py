@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torchvision
 from test_explorer import shown
-from torch import nn
+from tiny_vit import tiny_vit
 from widget_messages import bar_click, custom
 
 import clrp_widgets as cw
@@ -23,13 +22,7 @@ NAMES = ["disk", "square", "ring", "bar", "cross"]
 
 def tiny_vit_bundle() -> ModelBundle:
     """A random ViT: 32 px images, 8 px patches (a 4 x 4 grid plus the class token), 4 heads."""
-    torch.manual_seed(0)
-    model = torchvision.models.VisionTransformer(
-        image_size=32, patch_size=8, num_layers=2, num_heads=4, hidden_dim=32, mlp_dim=64,
-        num_classes=5,
-    )  # fmt: skip
-    nn.init.normal_(model.heads.head.weight, std=0.3)
-    return ModelBundle(model, NAMES, (0.0, 1.0), name="tiny-vit")
+    return ModelBundle(tiny_vit(), NAMES, (0.0, 1.0), name="tiny-vit")
 
 
 @pytest.fixture(scope="module")
