@@ -72,6 +72,12 @@ class LabServer:
         reset = "&reset" if path.startswith("lab") else ""
         return f"{self.base}/{path}?token={self.token}{reset}"
 
+    def run_all(self, page, notebook: str) -> None:
+        """Open ``notebook`` (under ``root``) in ``page``, wait for its kernel, run all cells."""
+        page.goto(self.url(f"lab/tree/{notebook}"))
+        page.wait_for_function(KERNEL_IDLE, timeout=90_000)
+        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -17,7 +17,7 @@ import time
 import nbformat
 import numpy as np
 import pytest
-from conftest import ARTIFACTS, KERNEL_IDLE, kernel_state
+from conftest import ARTIFACTS, kernel_state
 from PIL import Image
 
 import clrp_widgets as cw
@@ -82,9 +82,7 @@ def lab(lab_server, atlas_store, browser):
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(f"{e}\n{e.stack}"[:600]))
-    page.goto(lab_server.url("lab/tree/atlas.ipynb"))
-    page.wait_for_function(KERNEL_IDLE, timeout=90_000)
-    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    lab_server.run_all(page, "atlas.ipynb")
     page.locator(".under-test .clrp-main-map .clrp-heatmap[data-ready='1']").wait_for(
         timeout=120_000
     )

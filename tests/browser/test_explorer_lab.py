@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import ARTIFACTS, KERNEL_IDLE, kernel_state
+from conftest import ARTIFACTS, kernel_state
 
 pytestmark = pytest.mark.browser
 
@@ -71,9 +71,7 @@ def test_explorer_clicks_in_jupyterlab(lab_server, page):
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.set_viewport_size({"width": 1400, "height": 2000})
-    page.goto(lab_server.url("lab/tree/quickstart.ipynb"))
-    page.wait_for_function(KERNEL_IDLE, timeout=90_000)
-    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    lab_server.run_all(page, "quickstart.ipynb")
 
     ut = page.locator(".under-test")
     main = ut.locator(".clrp-main-map .clrp-heatmap[data-ready='1']")

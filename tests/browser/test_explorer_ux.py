@@ -13,7 +13,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import ARTIFACTS, KERNEL_IDLE, kernel_state
+from conftest import ARTIFACTS, kernel_state
 
 pytestmark = pytest.mark.browser
 
@@ -121,9 +121,7 @@ def lab(lab_server, browser):
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(f"{e}\n{e.stack}"[:600]))
-    page.goto(lab_server.url("lab/tree/ux.ipynb"))
-    page.wait_for_function(KERNEL_IDLE, timeout=90_000)
-    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    lab_server.run_all(page, "ux.ipynb")
     page.locator(".under-test .clrp-main-map .clrp-heatmap[data-ready='1']").wait_for(
         timeout=120_000
     )

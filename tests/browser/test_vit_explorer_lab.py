@@ -11,7 +11,7 @@ import json
 
 import nbformat
 import pytest
-from conftest import ARTIFACTS, KERNEL_IDLE, kernel_state
+from conftest import ARTIFACTS, kernel_state
 
 pytestmark = pytest.mark.browser
 
@@ -59,9 +59,7 @@ def test_vit_heads_in_jupyterlab(lab_server, page):
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.set_viewport_size({"width": 1400, "height": 2000})
-    page.goto(lab_server.url("lab/tree/vit.ipynb"))
-    page.wait_for_function(KERNEL_IDLE, timeout=90_000)
-    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    lab_server.run_all(page, "vit.ipynb")
 
     ut = page.locator(".under-test")
     ut.locator(".clrp-main-map .clrp-heatmap[data-ready='1']").wait_for(timeout=120_000)
