@@ -23,7 +23,7 @@ from .opnodes import Alias
 from .ops import LINEAR_TYPES, LinearOp
 from .optable import GATE_MODULES
 from .presets import BATCH_NORMS, RuleSet
-from .rules import Gradient, LinearRule, Norm, Pass, Rule
+from .rules import SINGLE_USE, Gradient, LinearRule, Norm, Pass, Rule
 
 
 class Node:
@@ -96,6 +96,8 @@ class Node:
         state = self.state or rule.state(self.op, self.a, self.pristine_output(), self.prepared)
         if self.keep_state:
             self.state = state
+        else:
+            state[SINGLE_USE] = True
         return rule.relevance(self.op, self.a, state, self.prepared, R)
 
 

@@ -9,6 +9,10 @@ A rule for Conv/Linear layers works in three stages, so that nothing is recomput
 ``relevance(op, a, state, prepared, R)``
     relevance at the layer input for relevance ``R`` at its output (linear in ``R``).
 
+A state that no later backward pass will read is marked ``state[SINGLE_USE] = True`` by the
+caller; a rule may then overwrite its tensors (the quotient ``R / den`` is written into ``den``:
+one activation-sized allocation fewer per layer, and the page faults a fresh one costs).
+
 The formulas and stabilisers follow zennit 0.5 (``stabilize`` below), except that :class:`ZPlus`
 ignores the bias by default, as the CLRP paper does.
 """
@@ -26,10 +30,26 @@ from .ops import LinearOp
 Prepared = dict[str, Any]
 State = dict[str, Any]
 
+#: State key: True when no later backward pass reads this state (its tensors may be reused).
+SINGLE_USE = "single_use"
+
 
 def stabilize(z: Tensor, eps: float) -> Tensor:
     """Shift ``z`` away from zero by ``eps`` along its sign (+eps at zero), as zennit does."""
     return z + torch.where(z < 0, -eps, eps)
+
+
+def stabilize_(z: Tensor, eps: float) -> Tensor:
+    """:func:`stabilize` in place (``z`` is overwritten and returned)."""
+    return z.add_(torch.where(z < 0, -eps, eps))
+
+
+def quotient(R: Tensor, st: State) -> Tensor:
+    """``R / st["den"]``, written into ``den`` when the state is single-use and shapes allow."""
+    den = st["den"]
+    if st.get(SINGLE_USE) and den.shape == R.shape and den.dtype == R.dtype:
+        return torch.div(R, den, out=den)
+    return R / den
 
 
 class Rule:
@@ -155,8 +175,8 @@ class ZPlus(LinearRule):
         return {"ap": ap, "an": an, "den": z}  # z+ + eps >= eps: equals stabilize(z+, eps)
 
     def relevance(self, op: LinearOp, a: Tensor, st: State, p: Prepared, R: Tensor) -> Tensor:
-        s = R / st["den"]
-        fallback = self._fallback(op, st, p, R)
+        fallback = self._fallback(op, st, p, R)  # reads den: before the quotient may reuse it
+        s = quotient(R, st)
         if fallback is not None:
             return self._with_fallback(op, a, st, p, R, s, fallback)
         if st["an"] is None:
@@ -216,7 +236,7 @@ class Epsilon(LinearRule):
         return {"den": stabilize(z, self.eps)}
 
     def relevance(self, op: LinearOp, a: Tensor, st: State, p: Prepared, R: Tensor) -> Tensor:
-        return op.transpose(R / st["den"], p["w"], a).mul_(a)
+        return op.transpose(quotient(R, st), p["w"], a).mul_(a)
 
 
 @dataclass(frozen=True)
@@ -310,7 +330,9 @@ class ZBox(LinearRule):
     """Bounded-input rule z^B: ``R_i = (a_i w_ij - l_i w_ij+ - h_i w_ij-) / sum_i(.) R_j``.
 
     ``low``/``high`` are scalars or per-channel tensors of shape ``(C,)`` (or anything that
-    broadcasts to one input sample). The bias cancels out, as in zennit's ``ZBox``.
+    broadcasts to one input sample). The bias cancels out, as in zennit's ``ZBox``. With
+    ``w = w+ + w-`` the numerator is ``(a_i - l_i) w_ij+ + (a_i - h_i) w_ij-``: two transposed
+    passes (``w+``, ``w-``) instead of three.
     """
 
     low: float | Tensor = 0.0
@@ -327,13 +349,12 @@ class ZBox(LinearRule):
             offset = op.forward(low, p["wp"]) + op.forward(high, p["wn"])
             p["bounds"][key] = (low, high, offset)
         low, high, offset = p["bounds"][key]
-        z = op.forward(a, p["w"]) - offset
-        return {"low": low, "high": high, "den": stabilize(z, self.eps)}
+        z = op.forward(a, p["w"]).sub_(offset)  # a fresh tensor: stabilised in place
+        return {"above_low": a - low, "below_high": a - high, "den": stabilize_(z, self.eps)}
 
     def relevance(self, op: LinearOp, a: Tensor, st: State, p: Prepared, R: Tensor) -> Tensor:
-        s = R / st["den"]
-        g, gl, gh = _transposes(op, s, [p["w"], p["wp"], p["wn"]], a)
-        return a * g - st["low"] * gl - st["high"] * gh
+        gp, gn = _transposes(op, quotient(R, st), [p["wp"], p["wn"]], a)
+        return (gp * st["above_low"]).addcmul_(gn, st["below_high"])
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from torch import nn
 
 from clrp_widgets.engine.ops import LinearOp
 from clrp_widgets.engine.rules import (
+    SINGLE_USE,
     AlphaBeta,
     Epsilon,
     Flat,
@@ -153,6 +154,27 @@ def test_rule_matches_matrix_reference(layer, rule, signed):
     for i in range(a.shape[0]):
         want = reference(rule, module, a[i], r[i]).reshape(in_shape)
         torch.testing.assert_close(got[i], want, rtol=1e-9, atol=1e-9 * want.abs().max())
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: repr(r))
+def test_single_use_state_gives_the_same_relevance_and_a_kept_state_is_left_intact(rule):
+    """A state marked single-use may be overwritten (R / den goes into den); the result must not
+    change, and a state without the mark (kept for later passes) must not be touched."""
+    torch.manual_seed(7)
+    module = nn.Conv2d(3, 4, 3, padding=1).to(DT)
+    a = torch.randn(2, 3, 6, 6, dtype=DT).clamp(-1.5, 2.0)
+    op = LinearOp(module, "c")
+    w, b = module.weight.detach(), module.bias.detach()
+    out = op.forward(a, w, b)
+    r = torch.randn_like(out)
+    p = rule.prepare(w, b)
+    kept = rule.state(op, a, out, p)
+    before = {k: v.clone() for k, v in kept.items() if isinstance(v, torch.Tensor)}
+    want = rule.relevance(op, a, kept, p, r)
+    for k, v in before.items():
+        assert torch.equal(kept[k], v), k
+    once = {**rule.state(op, a, out, p), SINGLE_USE: True}
+    torch.testing.assert_close(rule.relevance(op, a, once, p, r), want, rtol=0, atol=0)
 
 
 def test_zbox_per_channel_bounds_match_reference():
