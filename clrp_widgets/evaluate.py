@@ -11,13 +11,14 @@ import sys
 import types
 from typing import Any
 
-from clrp_widgets.metrics.cli import main
-from clrp_widgets.metrics.runner import evaluate as _evaluate
+from clrp_widgets.metrics.cli import main  # light: the runner (torch) loads on first call
 
 
 class _CallableModule(types.ModuleType):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return _evaluate(*args, **kwargs)
+        from clrp_widgets.metrics.runner import evaluate
+
+        return evaluate(*args, **kwargs)
 
 
 sys.modules[__name__].__class__ = _CallableModule

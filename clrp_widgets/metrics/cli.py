@@ -19,13 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from clrp_widgets.engine.errors import CLRPError
-from clrp_widgets.metrics.data import normaliser
-from clrp_widgets.metrics.loaders import load_imagenet_folder, load_voc07
-from clrp_widgets.metrics.methods import METHODS
-from clrp_widgets.metrics.report import format_markdown, format_table, scores_dict
-from clrp_widgets.metrics.runner import DEFAULT_METRICS, METRICS, evaluate
-from clrp_widgets.results.files import write_atomic
+from clrp_widgets.metrics.names import DEFAULT_METRICS, METHODS, METRICS
+
+# Only light modules above: --help and the path checks answer before torch, xarray or the model
+# load (about 5 s); the rest is imported where it is used.
 
 CLI_METHODS = ("lrp", "clrp1", "clrp2", "sglrp", "gradient")
 
@@ -65,6 +62,9 @@ def parser() -> argparse.ArgumentParser:
 def _data(args: argparse.Namespace, bundle: Any) -> Any:
     if not (args.imagenet or args.voc07):
         return args.n
+    from clrp_widgets.metrics.data import normaliser
+    from clrp_widgets.metrics.loaders import load_imagenet_folder, load_voc07
+
     pre = getattr(bundle, "preprocess", None)
     size = args.size or getattr(pre, "crop", None) or 224
     common = {
@@ -84,6 +84,9 @@ def _data(args: argparse.Namespace, bundle: Any) -> Any:
 
 def _write_outputs(args: argparse.Namespace, ds: Any) -> None:
     """Each output is written to a temporary file and renamed (never half-written)."""
+    from clrp_widgets.metrics.report import format_markdown, scores_dict
+    from clrp_widgets.results.files import write_atomic
+
     if args.json:
         text = json.dumps(scores_dict(ds), indent=2) + "\n"
         write_atomic(args.json, lambda tmp: tmp.write_text(text))
@@ -107,6 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     refused = _refused(args)
     if refused:
         return _fail(refused)
+    from clrp_widgets.engine.errors import CLRPError
+    from clrp_widgets.metrics.report import format_table
+    from clrp_widgets.metrics.runner import evaluate
     from clrp_widgets.models.loaders import load_model
 
     try:

@@ -20,13 +20,16 @@ import torch
 from torch import nn
 
 from clrp_widgets.engine.errors import ConfigError
+from clrp_widgets.metrics.names import (
+    BASELINE_METHODS,
+    DEFAULT_METHODS,
+    METHODS,
+    RELEVANCE_METHODS,
+)
+
+__all__ = ["BASELINE_METHODS", "DEFAULT_METHODS", "METHODS", "RELEVANCE_METHODS", "method_maps"]
 
 MapFn = Callable[..., torch.Tensor]
-
-RELEVANCE_METHODS = ("lrp", "clrp1", "clrp2", "sglrp")
-BASELINE_METHODS = ("gradient", "gradient_x_input", "deconvnet", "guided_backprop", "gradcam")
-METHODS = RELEVANCE_METHODS + BASELINE_METHODS
-DEFAULT_METHODS = ("lrp", "clrp1", "clrp2", "sglrp", "gradient", "guided_backprop", "gradcam")
 
 
 def _relevance(method: str) -> MapFn:

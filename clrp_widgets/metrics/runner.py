@@ -17,6 +17,7 @@ from clrp_widgets.metrics.base import Metric
 from clrp_widgets.metrics.data import EvalData, normaliser
 from clrp_widgets.metrics.localisation import PointingGame, StrictPointingGame
 from clrp_widgets.metrics.methods import DEFAULT_METHODS, METHODS, method_maps
+from clrp_widgets.metrics.names import DEFAULT_METRICS
 from clrp_widgets.metrics.perturbation import Ablation, RegionPerturbation
 from clrp_widgets.metrics.sensitivity import ClassSensitivity
 
@@ -29,7 +30,6 @@ METRICS: dict[str, Any] = {
     "class_sensitivity": ClassSensitivity,
     "class_sensitivity_ssim": lambda: ClassSensitivity("ssim"),
 }
-DEFAULT_METRICS = ("pointing_game", "strict_pointing_game", "ablation", "class_sensitivity")
 
 
 def make_metric(spec: str | Metric) -> tuple[str, Metric]:

@@ -93,6 +93,37 @@ def _one_error_line(done: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+def test_cli_refuses_bad_paths_and_prints_help_before_loading_torch(tmp_path):
+    """A mistyped path or ``--help`` answers at once: no torch, xarray or numpy is imported."""
+    probe = (
+        "import sys, contextlib, io\n"
+        "from clrp_widgets.evaluate import main\n"
+        "code = main(['--imagenet', sys.argv[1]])\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):\n"
+        "    main(['--help'])\n"
+        "heavy = [m for m in ('torch', 'xarray', 'numpy') if m in sys.modules]\n"
+        "text = out.getvalue()\n"
+        "print(code, 'pointing_game' in text, 'guided_backprop' in text, heavy)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.strip() == "2 True True []", result.stdout + result.stderr
+    assert "nope" in result.stderr and "not a folder" in result.stderr
+
+
+def test_cli_names_are_the_runners_names():
+    """The CLI's light name lists (no torch) are the runner's methods and metrics."""
+    from clrp_widgets.metrics import methods, names, runner
+
+    assert names.METHODS == methods.METHODS and names.DEFAULT_METHODS == methods.DEFAULT_METHODS
+    assert names.METRICS == tuple(runner.METRICS)
+    assert names.DEFAULT_METRICS == runner.DEFAULT_METRICS
+
+
 def test_cli_corrupt_image_is_reported_or_aborts_with_strict(tmp_path):
     s = cw.scenes(3, seed=0)
     write_scenes_as_imagenet(s, tmp_path / "imgs")
