@@ -4,7 +4,7 @@ VGG16 with random weights, input (B, 3, 224, 224). Methods run interleaved round
 load from other processes hits all of them alike (in a new order each round, so that no row always
 follows a heavy one); each figure is the median over the rounds.
 
-    .venv/bin/python bench/engine.py                 # CPU, 2 threads, 7 rounds
+    .venv/bin/python bench/engine.py                 # CPU, 2 threads, 15 rounds
     .venv/bin/python bench/engine.py --device cuda --batch 16
     .venv/bin/python bench/engine.py --zoo --rounds 5   # issue 9: beyond VGG16 (rows below)
     .venv/bin/python bench/engine.py --vit --rounds 5   # issue 13: vit_b_16 vs gradient and LXT
@@ -201,6 +201,8 @@ def sync(device: str) -> None:
 
 #: the fastest round of each method in the last time_rounds (less sensitive to other load)
 FASTEST: dict[str, float] = {}
+#: per method of the last time_rounds: its time over the gradient's in the same round, per round
+PAIRED: dict[str, list[float]] = {}
 
 
 def time_rounds(names: list[str], device: str, batch: int, rounds: int) -> dict[str, float]:
@@ -218,7 +220,19 @@ def time_rounds(names: list[str], device: str, batch: int, rounds: int) -> dict[
             sync(device)
             times[name].append(time.perf_counter() - start)
     FASTEST.update({name: min(t) for name, t in times.items()})
+    if "gradient" in times:
+        grad = times["gradient"]
+        PAIRED.update({n: [a / b for a, b in zip(t, grad, strict=True)] for n, t in times.items()})
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def paired(name: str, ratios: dict[str, list[float]]) -> str:
+    """Median and quartiles of a method's per-round ratio to the gradient of the same round."""
+    r = ratios[name]
+    if len(r) < 4:
+        return f"{statistics.median(r):.2f}x"
+    q1, q2, q3 = statistics.quantiles(r, n=4)
+    return f"{q2:.2f}x ({q1:.2f}-{q3:.2f})"
 
 
 def rss_bytes(field: str) -> int:
@@ -446,7 +460,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--conditional-rounds", type=int, default=3)
     parser.add_argument("--memory-of", help=argparse.SUPPRESS)
@@ -481,14 +495,14 @@ def main() -> None:
         "hand_written_floor",
     ]
     med = time_rounds(main_names, args.device, args.batch, args.rounds)
-    fastest = dict(FASTEST)
+    fastest, pairs = dict(FASTEST), dict(PAIRED)
     references = ["gradient_with_param_grads"]
     if not args.quick:
         references += ["zennit_epsilon_plus_flat", "zennit_two_pass_clrp"]
     ref = time_rounds(
         ["gradient", "clrp_contrast", *references], args.device, args.batch, args.rounds
     )
-    ref_fastest = dict(FASTEST)
+    ref_fastest, ref_pairs = dict(FASTEST), dict(PAIRED)
     cond_rounds = 0 if args.quick else args.conditional_rounds
     cond = {}
     if cond_rounds > 0:
@@ -506,12 +520,13 @@ def main() -> None:
     gb = med["gradient"] * ref["gradient_with_param_grads"] / ref["gradient"]
     print(f"VGG16 random weights, batch {args.batch}, {args.device}, {args.threads} threads,")
     print(f"median of {args.rounds} interleaved rounds ({cond_rounds} for conditional maps);")
-    print("reference rows (param grads, zennit) in their own rounds, with their own gradient\n")
+    print("reference rows (param grads, zennit) in their own rounds, with their own gradient;")
+    print("paired: median (quartiles) over rounds of the time over the same round's gradient\n")
     print(
-        "| measurement | time (s) | vs gradient | fastest rounds' ratio | vs gradient + param "
-        "grads | target |"
+        "| measurement | time (s) | vs gradient | paired | fastest rounds' ratio | vs gradient + "
+        "param grads | target |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     rows = [
         ("plain gradient (input only)", "gradient", "1.0x"),
         ("plain gradient, .backward() with parameter grads", "gradient_with_param_grads", "-"),
@@ -527,13 +542,16 @@ def main() -> None:
     for label, key, target in rows:
         if key in med:
             t, ratio, low = med[key], med[key] / g, fastest[key] / fastest["gradient"]
+            pair = paired(key, pairs)
         elif key in ref:
             t, ratio = ref[key], ref[key] / ref["gradient"]
             low = ref_fastest[key] / ref_fastest["gradient"]
+            pair = paired(key, ref_pairs)
         else:
             continue
         print(
-            f"| {label} | {t:.3f} | {ratio:.2f}x | {low:.2f}x | {ratio * g / gb:.2f}x | {target} |"
+            f"| {label} | {t:.3f} | {ratio:.2f}x | {pair} | {low:.2f}x | {ratio * g / gb:.2f}x "
+            f"| {target} |"
         )
     if cond:
         c1, c64 = cond["conditional_1"], cond["conditional_64"]
