@@ -6,8 +6,7 @@ and the engine never pulls in widget or dask code.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from clrp_widgets._lazy import lazy_names
 
 __version__ = "0.1.0"
 
@@ -30,14 +29,4 @@ _EXPORTS = {
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'clrp_widgets' has no attribute {name!r}")
-    module = importlib.import_module(_EXPORTS[name])
-    value = getattr(module, name, module)  # a function or class of that name, else the module
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_names(__name__, _EXPORTS, __all__)

@@ -8,8 +8,7 @@ before nbconvert and torch are loaded.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from clrp_widgets._lazy import lazy_names
 
 _EXPORTS = {
     "ClrpHTMLExporter": "clrp_widgets.export.exporter",
@@ -20,9 +19,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'clrp_widgets.export' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_names(__name__, _EXPORTS, __all__)

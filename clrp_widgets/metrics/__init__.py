@@ -7,8 +7,7 @@ metrics over a data set; ``load_imagenet_folder`` and ``load_voc07`` read real d
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from clrp_widgets._lazy import lazy_names
 
 _EXPORTS = {
     "Ablation": "clrp_widgets.metrics.perturbation",
@@ -26,14 +25,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    # imported on first use: the CLI (``metrics.cli``) answers --help and path errors without torch
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'clrp_widgets.metrics' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_names(__name__, _EXPORTS, __all__)
