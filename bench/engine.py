@@ -322,34 +322,42 @@ def zoo_methods(name: str, device: str, batch: int) -> dict[str, Callable[[], ob
 def zoo_rows(device: str, batch: int, rounds: int) -> None:
     """One row per model: CLRP contrast map vs a plain input gradient and vs zennit.
 
-    All models' methods run interleaved, round by round (model by model within a round), so
-    load from other processes hits every ratio alike; each figure is the median over rounds.
+    All models' methods run interleaved, round by round, models and each model's methods in a new
+    order each round, so load from other processes hits every ratio alike; each figure is the
+    median over rounds, and "paired" the median of each round's ratio to that round's gradient.
     """
     fns = {name: zoo_methods(name, device, batch) for name in ZOO_MODELS}
     for methods_of in fns.values():  # warm-up: caches, allocator, lazy init
         for fn in methods_of.values():
             fn()
     times: dict[tuple[str, str], list[float]] = {}
+    order = random.Random(0)
     for _ in range(rounds):
-        for name, methods_of in fns.items():
-            for method, fn in methods_of.items():
+        for name in order.sample(list(fns), len(fns)):
+            methods_of = fns[name]
+            for method in order.sample(list(methods_of), len(methods_of)):
                 sync(device)
                 start = time.perf_counter()
-                fn()
+                methods_of[method]()
                 sync(device)
                 times.setdefault((name, method), []).append(time.perf_counter() - start)
     med = {key: statistics.median(t) for key, t in times.items()}
+    pairs = {
+        (name, method): [a / b for a, b in zip(t, times[(name, "gradient")], strict=True)]
+        for (name, method), t in times.items()
+    }
     print(f"\nzoo, random weights, batch {batch}, 224 px, float32, {device}, median of {rounds}")
     print(
-        "| model | gradient (s) | CLRP contrast (s) | vs gradient | zennit EpsilonPlusFlat (s) "
-        "| CLRP vs zennit |"
+        "| model | gradient (s) | CLRP contrast (s) | vs gradient | paired | zennit "
+        "EpsilonPlusFlat (s) | CLRP vs zennit |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for name in ZOO_MODELS:
         g, c = med[(name, "gradient")], med[(name, "clrp_contrast")]
+        pair = paired(name, {name: pairs[(name, "clrp_contrast")]})
         z = med.get((name, "zennit"))
         zennit = f"{z:.3f} | {z / c:.2f}x faster" if z is not None else "does not run | -"
-        print(f"| {name} | {g:.3f} | {c:.3f} | **{c / g:.2f}x** | {zennit} |")
+        print(f"| {name} | {g:.3f} | {c:.3f} | **{c / g:.2f}x** | {pair} | {zennit} |")
 
 
 # ----------------------------------------------------------------------------- issue 13: ViT
