@@ -181,7 +181,7 @@ class ZPlus(LinearRule):
             return self._with_fallback(op, a, st, p, R, s, fallback)
         if st["an"] is None:
             return op.transpose(s, p["wp"], a).mul_(st["ap"])
-        gp, gn = _transposes(op, s, [p["wp"], p["wn"]], a)
+        gp, gn = _transposes(op, s, p, ("wp", "wn"), a)
         return st["ap"] * gp + st["an"] * gn
 
     def _fallback(self, op: LinearOp, st: State, p: Prepared, R: Tensor) -> Tensor | None:
@@ -217,8 +217,8 @@ class ZPlus(LinearRule):
         wp, wn = p["wp"], p["wn"]
         if st["an"] is None:
             return st["ap"] * (op.transpose(sp, wp, a) + op.transpose(sn, wn, a))
-        g_pp, g_pn = _transposes(op, sp, [wp, wn], a)
-        g_nn, g_np = _transposes(op, sn, [wn, wp], a)
+        g_pp, g_pn = _transposes(op, sp, p, ("wp", "wn"), a)
+        g_nn, g_np = _transposes(op, sn, p, ("wn", "wp"), a)
         return st["ap"] * (g_pp + g_nn) + st["an"] * (g_pn + g_np)
 
 
@@ -277,8 +277,8 @@ class Gamma(LinearRule):
         up, down = p["w_up"], p["w_down"]
         if st["an"] is None:
             return st["ap"] * (op.transpose(sp, up, a) + op.transpose(sn, down, a))
-        g_pu, g_pd = _transposes(op, sp, [up, down], a)
-        g_nd, g_nu = _transposes(op, sn, [down, up], a)
+        g_pu, g_pd = _transposes(op, sp, p, ("w_up", "w_down"), a)
+        g_nd, g_nu = _transposes(op, sn, p, ("w_down", "w_up"), a)
         return st["ap"] * (g_pu + g_nd) + st["an"] * (g_pd + g_nu)
 
 
@@ -318,8 +318,8 @@ class AlphaBeta(LinearRule):
             gpp = op.transpose(sp, p["wp"], a)
             gnn = op.transpose(sn, p["wn"], a)
             return st["ap"] * (self.alpha * gpp - self.beta * gnn)
-        gpp, gpn = _transposes(op, sp, [p["wp"], p["wn"]], a)
-        gnn, gnp = _transposes(op, sn, [p["wn"], p["wp"]], a)
+        gpp, gpn = _transposes(op, sp, p, ("wp", "wn"), a)
+        gnn, gnp = _transposes(op, sn, p, ("wn", "wp"), a)
         return self.alpha * (st["ap"] * gpp + st["an"] * gpn) - self.beta * (
             st["ap"] * gnn + st["an"] * gnp
         )
@@ -353,7 +353,7 @@ class ZBox(LinearRule):
         return {"above_low": a - low, "below_high": a - high, "den": stabilize_(z, self.eps)}
 
     def relevance(self, op: LinearOp, a: Tensor, st: State, p: Prepared, R: Tensor) -> Tensor:
-        gp, gn = _transposes(op, quotient(R, st), [p["wp"], p["wn"]], a)
+        gp, gn = _transposes(op, quotient(R, st), p, ("wp", "wn"), a)
         return (gp * st["above_low"]).addcmul_(gn, st["below_high"])
 
 
@@ -390,14 +390,22 @@ def expand_bound(bound: float | Tensor, a: Tensor) -> Tensor:
     return b.expand(1, *a.shape[1:]).contiguous()
 
 
-def _transposes(op: LinearOp, s: Tensor, weights: list[Tensor], a: Tensor) -> list[Tensor]:
-    """``[op.transpose(s, w) for w in weights]``, as one call on stacked weights for convolutions
-    without groups. A Linear layer's transpose is a matmul that reads each weight once anyway, so
-    stacking would only add a copy of every weight per backward pass (most of the time of a
-    ConvNeXt's or ViT's MLP layers at small batch)."""
+def _transposes(
+    op: LinearOp, s: Tensor, p: Prepared, keys: tuple[str, ...], a: Tensor
+) -> list[Tensor]:
+    """``[op.transpose(s, p[k]) for k in keys]``, as one call on stacked weights for convolutions
+    without groups. The stack is kept in ``p`` (rebuilt with it when a weight changes), in one
+    order per set of weights. A Linear layer's transpose is a matmul that reads each weight once
+    anyway, so stacking would only add a copy of every weight (most of the time of a ConvNeXt's or
+    ViT's MLP layers at small batch)."""
     if not op.is_conv or op.groups != 1:
-        return [op.transpose(s, w, a) for w in weights]
-    stacked = torch.cat(weights, dim=1)
-    n = weights[0].shape[1]
-    shape = torch.Size((*a.shape[:1], n * len(weights), *a.shape[2:]))
-    return list(op.transpose(s, stacked, shape).split(n, dim=1))
+        return [op.transpose(s, p[k], a) for k in keys]
+    order = sorted(keys)
+    name = "stacked:" + "+".join(order)
+    stacked = p.get(name)
+    if stacked is None:
+        stacked = p[name] = torch.cat([p[k] for k in order], dim=1)
+    n = p[keys[0]].shape[1]
+    shape = torch.Size((*a.shape[:1], n * len(keys), *a.shape[2:]))
+    parts = dict(zip(order, op.transpose(s, stacked, shape).split(n, dim=1), strict=True))
+    return [parts[k] for k in keys]

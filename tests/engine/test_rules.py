@@ -21,6 +21,7 @@ from clrp_widgets.engine.rules import (
     WSquare,
     ZBox,
     ZPlus,
+    _transposes,
     stabilize,
 )
 
@@ -175,6 +176,22 @@ def test_single_use_state_gives_the_same_relevance_and_a_kept_state_is_left_inta
         assert torch.equal(kept[k], v), k
     once = {**rule.state(op, a, out, p), SINGLE_USE: True}
     torch.testing.assert_close(rule.relevance(op, a, once, p, r), want, rtol=0, atol=0)
+
+
+def test_stacked_transposes_equal_separate_ones_in_either_order_and_are_kept():
+    torch.manual_seed(8)
+    module = nn.Conv2d(3, 4, 3, padding=1, bias=False).to(DT)
+    op = LinearOp(module, "c")
+    a = torch.randn(2, 3, 6, 6, dtype=DT)
+    s = torch.randn(2, 4, 6, 6, dtype=DT)
+    p = ZPlus().prepare(module.weight.detach(), None)
+    p["wn"] = module.weight.detach().clamp(max=0)
+    for keys in (("wp", "wn"), ("wn", "wp")):
+        got = _transposes(op, s, p, keys, a)
+        for g, k in zip(got, keys, strict=True):
+            torch.testing.assert_close(g, op.transpose(s, p[k], a), rtol=1e-12, atol=1e-12)
+    stacks = [k for k in p if k.startswith("stacked:")]
+    assert stacks == ["stacked:wn+wp"]  # one stack for both orders, kept with the weights
 
 
 def test_zbox_per_channel_bounds_match_reference():
