@@ -284,9 +284,17 @@ def zoo_methods(name: str, device: str, batch: int) -> dict[str, Callable[[], ob
 
     from clrp_widgets.engine import RelevanceEngine
 
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "engine"))
+    from zoo_models import rescale
+
     torch.manual_seed(0)
-    model = getattr(torchvision.models, name)(weights=None).eval().to(device)
-    x = torch.randn(batch, 3, 224, 224, device=device).clamp(*BOUNDS)
+    model = getattr(torchvision.models, name)(weights=None).eval()
+    x = torch.randn(batch, 3, 224, 224).clamp(*BOUNDS)
+    # torchvision's initialisation shrinks EfficientNet's and ConvNeXt's logits to ~1e-14 and
+    # their relevance to denormals (slow arithmetic, below the rules' stabiliser): every layer's
+    # weight is divided by the RMS of its output on x, so activations stay of order 1
+    rescale(model, x)
+    model, x = model.to(device), x.to(device)
     engine = RelevanceEngine(model, input_bounds=BOUNDS, keep_denominators=False)
     canonizers = {
         "vgg16": [VGGCanonizer()],
