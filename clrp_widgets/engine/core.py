@@ -667,7 +667,10 @@ class RelevanceEngine:
         The block appends the input map to the yielded list; every rule node's relevance in and
         out, and the input map against the seed, must agree within 1e-3 of ``scale`` (the
         per-sample absolute seed sum), or a :class:`~.errors.ConservationWarning` names the layer.
-        The seeded layer (``exempt``; default the logit layer) may drop seed it cannot attribute.
+        The seeded layer (``exempt``) may drop seed it cannot attribute: by default the logit
+        layer, for the dual and contrast kinds only (CLRP's dual seeds classes that may have no
+        positive evidence). The target kind seeds the explained logit alone, so a loss there (a
+        logit below the rules' stabiliser) is reported like any other.
         """
         check: list[Tensor] = []
         if not self.ruleset.conservative:
@@ -680,7 +683,7 @@ class RelevanceEngine:
         finally:
             ledger.active = False
         records, ledger.records = ledger.records, []
-        if exempt is None and fp.logit_node is not None:
+        if exempt is None and fp.logit_node is not None and kind != "target":
             exempt = fp.logit_node.name
         check_ledger(records, scale, kind, check[0] if check else None, seed_total, exempt)
 

@@ -186,6 +186,21 @@ def test_a_leaking_override_warns_and_names_the_layer():
         ex.explain(x, 0, contrast="lrp", layers=None)  # also when no layer is captured
 
 
+def test_a_logit_below_the_stabiliser_warns_at_the_logit_layer():
+    """The logit layer may drop CLRP's dual seed (a class without positive evidence), never the
+    explained logit itself: with logits far below z+'s 1e-9 stabiliser the target map keeps
+    almost none of its logit, and that is reported."""
+    model, x = make_cnn(), make_input(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", cw.ConservationWarning)
+        cw.lrp(model, x, 0, input_bounds=B)  # logits of order 0.1: conserved, silent
+    with torch.no_grad():
+        model[-1].weight.mul_(1e-12)  # logits of order 1e-13
+    with pytest.warns(cw.ConservationWarning, match="layer '11'.*'target' map lost"):
+        r = cw.lrp(model, x, 0, input_bounds=B)
+    assert abs(float(r.sum())) < 1e-3 * abs(float(model(x)[0, 0]))
+
+
 def test_conservation_warning_is_public():
     from clrp_widgets.engine.errors import ConservationWarning
 
