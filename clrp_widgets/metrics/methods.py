@@ -20,14 +20,7 @@ import torch
 from torch import nn
 
 from clrp_widgets.engine.errors import ConfigError
-from clrp_widgets.metrics.names import (
-    BASELINE_METHODS,
-    DEFAULT_METHODS,
-    METHODS,
-    RELEVANCE_METHODS,
-)
-
-__all__ = ["BASELINE_METHODS", "DEFAULT_METHODS", "METHODS", "RELEVANCE_METHODS", "method_maps"]
+from clrp_widgets.metrics.names import METHODS, RELEVANCE_METHODS
 
 MapFn = Callable[..., torch.Tensor]
 

@@ -16,8 +16,8 @@ from clrp_widgets.engine.errors import ConfigError, InputError
 from clrp_widgets.metrics.base import Metric
 from clrp_widgets.metrics.data import EvalData, normaliser
 from clrp_widgets.metrics.localisation import PointingGame, StrictPointingGame
-from clrp_widgets.metrics.methods import DEFAULT_METHODS, METHODS, method_maps
-from clrp_widgets.metrics.names import DEFAULT_METRICS
+from clrp_widgets.metrics.methods import method_maps
+from clrp_widgets.metrics.names import DEFAULT_METHODS, DEFAULT_METRICS, METHODS
 from clrp_widgets.metrics.perturbation import Ablation, RegionPerturbation
 from clrp_widgets.metrics.sensitivity import ClassSensitivity
 
