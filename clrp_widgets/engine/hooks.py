@@ -93,11 +93,13 @@ class Node:
             assert self.module is not None
             return rule.relevance(self.module, self.a, self.output(), R)
         assert isinstance(rule, LinearRule) and self.op is not None
-        state = self.state or rule.state(self.op, self.a, self.pristine_output(), self.prepared)
-        if self.keep_state:
-            self.state = state
-        else:
-            state[SINGLE_USE] = True
+        state = self.state
+        if not state:  # made for this pass; kept for later ones, or this pass's alone to reuse
+            state = rule.state(self.op, self.a, self.pristine_output(), self.prepared)
+            if self.keep_state:
+                self.state = state
+            else:
+                state[SINGLE_USE] = True
         return rule.relevance(self.op, self.a, state, self.prepared, R)
 
 
