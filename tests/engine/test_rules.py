@@ -28,6 +28,13 @@ from clrp_widgets.engine.rules import (
 DT = torch.float64
 
 
+def seeded_conv(seed: int, out_channels: int, bias: bool = True) -> tuple[nn.Conv2d, LinearOp]:
+    """A float64 3x3 conv from 3 channels (padding 1) made after ``torch.manual_seed(seed)``."""
+    torch.manual_seed(seed)
+    module = nn.Conv2d(3, out_channels, 3, padding=1, bias=bias).to(DT)
+    return module, LinearOp(module, "c")
+
+
 def dense(module: nn.Module, in_shape: tuple[int, ...], weight: torch.Tensor) -> torch.Tensor:
     """Matrix (out_numel, in_numel) of the bias-free layer with ``weight``."""
     n_in = int(torch.tensor(in_shape).prod())
@@ -161,10 +168,8 @@ def test_rule_matches_matrix_reference(layer, rule, signed):
 def test_single_use_state_gives_the_same_relevance_and_a_kept_state_is_left_intact(rule):
     """A state marked single-use may be overwritten (R / den goes into den); the result must not
     change, and a state without the mark (kept for later passes) must not be touched."""
-    torch.manual_seed(7)
-    module = nn.Conv2d(3, 4, 3, padding=1).to(DT)
+    module, op = seeded_conv(7, 4)
     a = torch.randn(2, 3, 6, 6, dtype=DT).clamp(-1.5, 2.0)
-    op = LinearOp(module, "c")
     w, b = module.weight.detach(), module.bias.detach()
     out = op.forward(a, w, b)
     r = torch.randn_like(out)
@@ -179,9 +184,7 @@ def test_single_use_state_gives_the_same_relevance_and_a_kept_state_is_left_inta
 
 
 def test_stacked_transposes_equal_separate_ones_in_either_order_and_are_kept():
-    torch.manual_seed(8)
-    module = nn.Conv2d(3, 4, 3, padding=1, bias=False).to(DT)
-    op = LinearOp(module, "c")
+    module, op = seeded_conv(8, 4, bias=False)
     a = torch.randn(2, 3, 6, 6, dtype=DT)
     s = torch.randn(2, 4, 6, 6, dtype=DT)
     p = ZPlus().prepare(module.weight.detach(), None)
@@ -195,15 +198,13 @@ def test_stacked_transposes_equal_separate_ones_in_either_order_and_are_kept():
 
 
 def test_zbox_per_channel_bounds_match_reference():
-    torch.manual_seed(4)
-    module = nn.Conv2d(3, 4, 3, padding=1).to(DT)
+    module, op = seeded_conv(4, 4)
     low = torch.tensor([-1.0, -2.0, 0.0], dtype=DT)
     high = torch.tensor([1.0, 0.5, 3.0], dtype=DT)
     rule = ZBox(low=low, high=high)
     a = torch.rand(1, 3, 5, 5, dtype=DT) * (high - low).reshape(1, 3, 1, 1) + low.reshape(
         1, 3, 1, 1
     )
-    op = LinearOp(module, "c")
     w = module.weight.detach()
     out = op.forward(a, w, module.bias.detach())
     r = torch.randn_like(out)
@@ -238,9 +239,7 @@ def test_norm_pass_identity_passes_relevance():
 
 
 def test_zplus_is_conservative_without_bias():
-    torch.manual_seed(6)
-    module = nn.Conv2d(3, 5, 3, padding=1, bias=False).to(DT)
-    op = LinearOp(module, "c")
+    module, op = seeded_conv(6, 5, bias=False)
     a = torch.rand(2, 3, 6, 6, dtype=DT)
     r = torch.rand(2, 5, 6, 6, dtype=DT)
     rule = ZPlus()
