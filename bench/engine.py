@@ -136,8 +136,9 @@ def methods(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[], o
 
 def hand_written_zplus(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], object]:
     """The floor: VGG16's contrast map written out by hand (no hooks, op interception, ledger or
-    checks): forward; then per layer z+ denominators, one transposed convolution and a product
-    (zB on the first layer, winner-takes-all max-pooling), as the engine's rules compute them."""
+    checks): forward; then per layer z+ denominators, the quotient written into them, one
+    transposed convolution and a product (zB on the first layer with two transposed passes,
+    winner-takes-all max-pooling), as the engine's rules compute them."""
     import torch.nn.functional as F
 
     convs = [m for m in model.features if isinstance(m, torch.nn.Conv2d)]
@@ -148,13 +149,13 @@ def hand_written_zplus(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], 
     low, high = torch.full_like(x, BOUNDS[0]), torch.full_like(x, BOUNDS[1])
     offset = F.conv2d(low, first.clamp(min=0), padding=1)
     offset += F.conv2d(high, first.clamp(max=0), padding=1)
-    stacked = torch.cat([first, first.clamp(min=0), first.clamp(max=0)], 1)
+    stacked = torch.cat([first.clamp(min=0), first.clamp(max=0)], 1)  # w = w+ + w-: two passes
 
-    def transpose(s: torch.Tensor, w: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-        dummy = s.new_empty(()).expand(shape)
+    def transpose(s: torch.Tensor, w: torch.Tensor, layout: torch.Tensor) -> torch.Tensor:
+        # ``layout``: a tensor of the result's shape (the layer input: oneDNN copies a stand-in)
         pad = [1, 1]
         return torch.ops.aten.convolution_backward(
-            s, dummy, w, None, [1, 1], pad, [1, 1], False, [0, 0], 1, [True, False, False]
+            s, layout, w, None, [1, 1], pad, [1, 1], False, [0, 0], 1, [True, False, False]
         )[0]
 
     def run() -> object:
@@ -173,8 +174,9 @@ def hand_written_zplus(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], 
                 elif m is model.avgpool:
                     pooled = m(h)
                     h = torch.flatten(pooled, 1)  # dropout (eval): identity
-            R = -h / (h.shape[1] - 1)  # a CLRP1-shaped seed: target minus the others' mean
-            R[:, TARGET] = h[:, TARGET]
+            logit = h[:, TARGET : TARGET + 1]  # CLRP1's contrast seed: the logit on the target,
+            R = (-logit / (h.shape[1] - 1)).expand_as(h).clone()  # minus its share on the others
+            R[:, TARGET] = logit[:, 0]
             for m, a in reversed(trail):
                 if isinstance(m, torch.nn.Linear):
                     R = ((R.flatten(1) / F.linear(a, wp[m], eps[m])) @ wp[m]).mul_(a)
@@ -182,13 +184,12 @@ def hand_written_zplus(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], 
                     R = R.reshape(pooled.shape) if R.ndim == 2 else R
                     R = F.max_unpool2d(R, m, 2, 2, output_size=a[2:])
                 elif m is convs[0]:
-                    g = transpose(
-                        R / (F.conv2d(a, first, padding=1) - offset), stacked, (1, 9, *a.shape[2:])
-                    )
-                    R = a * g[:, :3] - low * g[:, 3:6] - high * g[:, 6:]
+                    layout = a.new_empty(a.shape[0], 6, *a.shape[2:])
+                    g = transpose(R / (F.conv2d(a, first, padding=1) - offset), stacked, layout)
+                    R = (a - low) * g[:, :3] + (a - high) * g[:, 3:]
                 else:
                     den = F.conv2d(a, wp[m], eps[m], padding=1)
-                    R = transpose(R / den, wp[m], a.shape).mul_(a)
+                    R = transpose(torch.div(R, den, out=den), wp[m], a).mul_(a)
             return R
 
     return run
