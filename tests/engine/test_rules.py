@@ -246,3 +246,21 @@ def test_zplus_is_conservative_without_bias():
     p = rule.prepare(module.weight.detach(), None)
     got = rule.relevance(op, a, rule.state(op, a, None, p), p, r)
     torch.testing.assert_close(got.sum((1, 2, 3)), r.sum((1, 2, 3)), rtol=1e-7, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_stabilize_equals_zennits_bit_for_bit_including_signed_zeros(dtype):
+    from zennit.core import stabilize as zennit_stabilize
+
+    from clrp_widgets.engine.rules import stabilize_
+
+    values = [-0.0, 0.0, 1e-12, -1e-12, 1e-9, -1e-9, 1.0, -1.0, 3e38, -3e38]
+    z = torch.tensor(values + [float("inf"), -float("inf")], dtype=dtype)
+    z = torch.cat([z, torch.randn(4096, dtype=dtype), torch.full((4096,), -0.0, dtype=dtype)])
+    want = zennit_stabilize(z, 1e-9)
+    assert torch.equal(stabilize(z, 1e-9), want)
+    assert torch.equal(stabilize(z, 1e-9).signbit(), want.signbit())
+    inplace = z.clone()
+    assert stabilize_(inplace, 1e-9) is inplace
+    assert torch.equal(inplace, want)
+    assert torch.equal(z[:2].signbit(), torch.tensor([True, False]))  # stabilize left z alone
