@@ -254,8 +254,21 @@ def test_stabilize_equals_zennits_bit_for_bit_including_signed_zeros(dtype):
 
     from clrp_widgets.engine.rules import stabilize_
 
-    values = [-0.0, 0.0, 1e-12, -1e-12, 1e-9, -1e-9, 1.0, -1.0, 3e38, -3e38]
-    z = torch.tensor(values + [float("inf"), -float("inf")], dtype=dtype)
+    values = [
+        -0.0,
+        0.0,
+        1e-12,
+        -1e-12,
+        1e-9,
+        -1e-9,
+        1.0,
+        -1.0,
+        3e38,
+        -3e38,
+        float("inf"),
+        -float("inf"),
+    ]
+    z = torch.tensor(values, dtype=dtype)
     z = torch.cat([z, torch.randn(4096, dtype=dtype), torch.full((4096,), -0.0, dtype=dtype)])
     want = zennit_stabilize(z, 1e-9)
     assert torch.equal(stabilize(z, 1e-9), want)
