@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .fallback import SparseFallback, sparse_eligible, sparse_fallback
 from .ops import LinearOp
 
 Prepared = dict[str, Any]
@@ -180,26 +181,43 @@ class ZPlus(LinearRule):
         return {"ap": ap, "an": an, "den": z}  # z+ + eps >= eps: equals stabilize(z+, eps)
 
     def relevance(self, op: LinearOp, a: Tensor, st: State, p: Prepared, R: Tensor) -> Tensor:
-        fallback = self._fallback(op, st, p, R)  # reads den: before the quotient may reuse it
+        fallback = self._fallback(op, a, st, p, R)  # reads den: before the quotient may reuse it
         s = quotient(R, st)
+        if isinstance(fallback, SparseFallback):
+            s = s.contiguous()
+            s.view(-1).index_fill_(0, fallback.outputs, 0)  # their z+ quotient is void
+            rel = self._zplus(op, a, st, p, s).contiguous()
+            return rel.view(-1).index_add_(0, fallback.inputs, fallback.values).view(rel.shape)
         if fallback is not None:
             return self._with_fallback(op, a, st, p, R, s, fallback)
+        return self._zplus(op, a, st, p, s)
+
+    def _zplus(self, op: LinearOp, a: Tensor, st: State, p: Prepared, s: Tensor) -> Tensor:
         if st["an"] is None:
             return op.transpose(s, p["wp"], a).mul_(st["ap"])
         gp, gn = _transposes(op, s, p, ("wp", "wn"), a)
         return st["ap"] * gp + st["an"] * gn
 
-    def _fallback(self, op: LinearOp, st: State, p: Prepared, R: Tensor) -> Tensor | None:
-        """Mask of the outputs that take the z- fallback, or None when no relevance needs it."""
+    def _fallback(
+        self, op: LinearOp, a: Tensor, st: State, p: Prepared, R: Tensor
+    ) -> Tensor | SparseFallback | None:
+        """The outputs that take the z- fallback (a mask, or their part of the relevance when
+        they are few: :mod:`.fallback`), or None when no relevance needs it."""
         if "undefined" not in st:  # once per forward pass: one reduction, no mask when none
             den, tol = st["den"], 2 * self.eps  # z+ <= eps (den = z+ + eps)
             st["undefined"] = den <= tol if bool(den.amin() <= tol) else None
         undefined = st["undefined"]
-        if undefined is None or not bool((R * undefined).any()):
+        if undefined is None:
             return None  # the hot path: no extra forward or transpose
+        candidates = undefined & (R != 0)
+        count = int(candidates.sum())
+        if count == 0:
+            return None
+        if "wn" not in p:
+            p["wn"] = p["w"].clamp(max=0)
+        if "zn" not in st and sparse_eligible(op, a, p["w"], count, candidates.numel()):
+            return sparse_fallback(op, a, p["wp"], p["wn"], R, candidates, self.eps)
         if "zn" not in st:
-            if "wn" not in p:
-                p["wn"] = p["w"].clamp(max=0)
             zn = op.forward(st["ap"], p["wn"])
             if st["an"] is not None:
                 zn = zn + op.forward(st["an"], p["wp"])

@@ -7,6 +7,7 @@ now splits such ``R_j`` over the negative contributions and is unchanged everywh
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -121,3 +122,81 @@ def test_signed_depthwise_conv_is_conservative() -> None:
     R = torch.randn(2, 4, 1, 1, generator=g, dtype=DT)
     new = apply_rule(ZPlus(eps=1e-9), conv, a, R)
     torch.testing.assert_close(new.sum((1, 2, 3)), R.sum((1, 2, 3)), rtol=0, atol=1e-8)
+
+
+def _signed_case(module: nn.Module, in_shape: tuple[int, ...], seed: int) -> tuple:
+    """Signed, partly zero inputs (many outputs without positive contribution) and relevance."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        module.weight.copy_(torch.randn(module.weight.shape, generator=g, dtype=DT))
+    a = torch.randn(in_shape, generator=g, dtype=DT)
+    a = a * (torch.rand(in_shape, generator=g, dtype=DT) < 0.3)
+    out = LinearOp(module, "layer").forward(a, module.weight.detach())
+    return a, torch.randn(out.shape, generator=g, dtype=DT)
+
+
+FALLBACK_LAYERS = {
+    "conv1d_stride2": (nn.Conv1d(3, 4, 3, stride=2, padding=1, bias=False), (2, 3, 11)),
+    "conv2d_dilated": (nn.Conv2d(3, 5, 3, padding=2, dilation=2, bias=False), (2, 3, 7, 6)),
+    "conv2d_groups": (nn.Conv2d(4, 6, (3, 2), stride=(2, 1), groups=2, bias=False), (1, 4, 7, 5)),
+    "conv2d_depthwise": (nn.Conv2d(6, 6, 3, padding=1, groups=6, bias=False), (2, 6, 5, 5)),
+    "conv3d": (nn.Conv3d(2, 3, 2, padding=1, bias=False), (1, 2, 3, 4, 3)),
+    "linear_tokens": (nn.Linear(6, 9, bias=False), (2, 3, 6)),
+}
+
+
+@pytest.mark.parametrize("name", list(FALLBACK_LAYERS))
+def test_sparse_fallback_equals_the_dense_one(name: str, monkeypatch) -> None:
+    """The fallback from gathered receptive fields gives the dense passes' relevance."""
+    from clrp_widgets.engine import fallback
+
+    module, in_shape = FALLBACK_LAYERS[name]
+    module = module.to(DT)
+    a, R = _signed_case(module, in_shape, seed=len(name))
+    rule = ZPlus(eps=1e-12)
+    results, states = {}, {}
+    for path, share in (("dense", 0.0), ("sparse", 1.0)):
+        monkeypatch.setattr(fallback, "MAX_SHARE", dict.fromkeys(fallback.MAX_SHARE, share))
+        op = LinearOp(module, "layer")
+        p = rule.prepare(module.weight.detach(), None)
+        states[path] = rule.state(op, a, None, p)
+        results[path] = rule.relevance(op, a, states[path], p, R)
+    assert "zn" in states["dense"] and "zn" not in states["sparse"]  # each path was taken
+    torch.testing.assert_close(results["sparse"], results["dense"], rtol=1e-12, atol=1e-12)
+    plain = old_zplus(LinearOp(module, "layer"), a, module.weight.detach(), R, 1e-12)
+    assert not torch.allclose(results["sparse"], plain)  # the fallback changed something
+    # conserved, except at outputs whose receptive field contributes nothing at all
+    field = LinearOp(module, "layer").forward(a.abs(), module.weight.detach().abs())
+    dims = tuple(range(1, R.ndim))
+    kept = torch.where(field > 0, R, 0.0).sum(dims)
+    torch.testing.assert_close(results["sparse"].sum(dims), kept, rtol=1e-6, atol=0.0)  # eps
+
+
+def test_sparse_fallback_matches_the_reference_loop(monkeypatch) -> None:
+    from clrp_widgets.engine import fallback
+
+    monkeypatch.setattr(fallback, "MAX_SHARE", dict.fromkeys(fallback.MAX_SHARE, 1.0))
+    layer = nn.Linear(5, 7, bias=False).to(DT)
+    a, R = _signed_case(layer, (1, 5), seed=3)
+    new = apply_rule(ZPlus(eps=1e-9), layer, a, R)
+    torch.testing.assert_close(new[0], reference_loop(a[0], layer.weight.detach(), R[0], 1e-9))
+
+
+def test_a_few_undefined_outputs_take_the_sparse_path_by_default() -> None:
+    """A depthwise layer where a fraction of a percent of outputs lack positive contribution."""
+    conv = nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False).to(DT)
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=g, dtype=DT))
+    a = torch.randn(1, 8, 40, 40, generator=g, dtype=DT)
+    a[0, 2, 10:13, 10:13] = 0.0  # one output of channel 2 sees only zeros but its centre tap:
+    a[0, 2, 11, 11] = -1.0 if conv.weight[2, 0, 1, 1] > 0 else 1.0  # a negative contribution
+    R = torch.randn(1, 8, 40, 40, generator=g, dtype=DT)
+    op, rule = LinearOp(conv, "layer"), ZPlus(eps=1e-9)
+    p = rule.prepare(conv.weight.detach(), None)
+    st = rule.state(op, a, None, p)
+    undefined = int((st["den"] <= 2e-9).sum())
+    assert 1 <= undefined <= R.numel() / 16
+    rel = rule.relevance(op, a, st, p, R)
+    assert "zn" not in st  # sparse: no dense forward pass of the negative parts
+    torch.testing.assert_close(rel.sum(), R.sum(), rtol=1e-6, atol=0.0)
