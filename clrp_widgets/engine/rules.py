@@ -158,7 +158,8 @@ class ZPlus(LinearRule):
     ``a_i+ w_ij- + a_i- w_ij+`` (the z rule on that output), so it is conserved instead of dropped.
     If those sum to ``>= -eps`` too, ``R_j`` stays unexplained (the conservation guard warns).
     Every output where z+ is defined keeps the z+ result; ReLU nets (``R_j = 0`` wherever
-    ``z_j+ = 0``) never reach the fallback, and its cost is paid only when they do.
+    ``z_j+ = 0``) never reach the fallback, and its cost is paid only when they do (at a few
+    outputs, from their gathered receptive fields: :mod:`.fallback`).
     """
 
     eps: float = 1e-9
