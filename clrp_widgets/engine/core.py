@@ -175,6 +175,7 @@ class RelevanceEngine:
         self._rule_leaves = self._check_supported()
         self._first = first_weighted_layer(model)
         self._prepared: dict[tuple[str, int, int], dict[str, Any]] = {}
+        self._merged: dict[tuple[int, int], tuple[Tensor, Tensor] | None] = {}  # BatchNorm merges
         self._fingerprint: tuple[Any, ...] | None = None
         self._cache: _ForwardPass | None = None
         self._layer_order: list[str] | None = None
@@ -565,6 +566,7 @@ class RelevanceEngine:
         fingerprint = self._fingerprint_now()
         if fingerprint != self._fingerprint:
             self._prepared.clear()
+            self._merged.clear()
             self._cache = None
             self._fingerprint = fingerprint
         c = self._cache
@@ -588,7 +590,12 @@ class RelevanceEngine:
     def _record(self, x: Tensor) -> _ForwardPass:
         model = self.model
         recorder = ForwardRecorder(
-            model, self._rule_leaves, self.ruleset, "batchnorm" in self.canonizers, CAPTURE_TYPES
+            model,
+            self._rule_leaves,
+            self.ruleset,
+            "batchnorm" in self.canonizers,
+            CAPTURE_TYPES,
+            self._merged,
         )
         x_leaf = x.detach().clone().requires_grad_(True)
         recorder.tag(x_leaf)

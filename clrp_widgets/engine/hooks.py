@@ -152,6 +152,7 @@ class ForwardRecorder:
         ruleset: RuleSet,
         merge_bn: bool,
         capture_types: tuple[type, ...],
+        merged: dict[tuple[int, int], tuple[Tensor, Tensor] | None] | None = None,
     ) -> None:
         from .opmode import OpHandler
         from .opnodes import Ledger
@@ -160,6 +161,9 @@ class ForwardRecorder:
         self.modules = modules
         self.ruleset = ruleset
         self.merge_bn = merge_bn
+        # (layer module id, BatchNorm id) -> merged weights; the engine drops it with its other
+        # weight caches when a weight changes
+        self.merged = {} if merged is None else merged
         self.capture_types = capture_types
         self.nodes: list[Node] = []
         self.outputs: dict[str, Tensor] = {}
@@ -343,7 +347,13 @@ class ForwardRecorder:
             return rule
         if not isinstance(producer.rule, LinearRule):
             return rule
-        merged = merge_batchnorm(*producer.layer_weights(), bn)
+        if producer.module is None:  # an op-level layer: its weights may be made per call
+            merged = merge_batchnorm(*producer.layer_weights(), bn)
+        else:
+            key = (id(producer.module), id(bn))
+            if key not in self.merged:
+                self.merged[key] = merge_batchnorm(*producer.layer_weights(), bn)
+            merged = self.merged[key]
         if merged is None:
             return rule
         producer.bn = bn

@@ -147,3 +147,32 @@ def test_resnet_paper_preset_is_conservative_and_keeps_outputs(resnet):
     ]
     for cut in cuts:
         torch.testing.assert_close(cut, out.seed_sums, rtol=1e-4, atol=0)
+
+
+def test_batchnorm_merges_are_kept_until_a_weight_changes(monkeypatch):
+    """A kept engine merges each BatchNorm once per state of the weights (not once per forward
+    pass), and an edit of a BatchNorm's statistics, even through ``.data``, is seen."""
+    from clrp_widgets.engine import canonizers, hooks
+
+    calls = []
+    merge = canonizers.merge_batchnorm
+
+    def counted(*args):
+        calls.append(1)
+        return merge(*args)
+
+    monkeypatch.setattr(hooks, "merge_batchnorm", counted)
+    model = bn_cnn()
+    x = torch.randn(2, 3, 16, 16)
+    engine = RelevanceEngine(model, input_bounds=(-3.0, 3.0), keep_denominators=False)
+    first = engine.run(x, 1, "clrp1").input
+    assert len(calls) == 3
+    again = engine.run(x + 0.1, 1, "clrp1").input  # a new forward pass, same weights
+    assert len(calls) == 3
+    model[5].running_var.data.mul_(4.0)  # through .data: no version counter moves
+    edited = engine.run(x + 0.1, 1, "clrp1").input
+    assert len(calls) == 6
+    fresh = RelevanceEngine(model, input_bounds=(-3.0, 3.0)).run(x + 0.1, 1, "clrp1").input
+    torch.testing.assert_close(edited, fresh, rtol=0, atol=0)
+    assert not torch.allclose(edited, again)
+    assert first.shape == again.shape
