@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Sequence
 
@@ -29,9 +30,8 @@ def check_model_input(model: nn.Module, x: Tensor) -> None:
             "relevance cannot propagate; call it outside that block (inside torch.no_grad() is "
             "fine, the engine enables gradients itself and never changes weights)."
         )
-    reference = next(
-        (t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()), None
-    )
+    tensors = itertools.chain(model.parameters(), model.buffers())  # lazily: the first one
+    reference = next((t for t in tensors if t.is_floating_point()), None)
     if reference is None:
         return
     if reference.is_inference():
