@@ -12,6 +12,9 @@ from __future__ import annotations
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+#: torch's per-module hook tables (``_forward_hooks``, ``_state_dict_hooks``, ...)
+HOOK_TABLES = tuple(name for name in vars(nn.Module()) if "hooks" in name)
+
 
 def reserve_hook_ids(model: nn.Module) -> None:
     """Advance torch's hook counter past every hook id that ``model``'s modules carry.
@@ -20,7 +23,9 @@ def reserve_hook_ids(model: nn.Module) -> None:
     """
     highest = -1
     for module in model.modules():
-        for name, table in vars(module).items():
-            if "hooks" in name and isinstance(table, dict):
+        attrs = vars(module)
+        for name in HOOK_TABLES:
+            table = attrs.get(name)
+            if isinstance(table, dict) and table:
                 highest = max([highest, *(k for k in table if isinstance(k, int))])
     RemovableHandle.next_id = max(RemovableHandle.next_id, highest + 1)
