@@ -9,6 +9,7 @@ passes run on the recorded graph alone, so the model never carries hooks between
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -173,7 +174,6 @@ class ForwardRecorder:
         self.op_names: list[str] = []  # every op call on input-dependent tensors, in order
         self.ledger = Ledger()
         self.info: Any = WeakIdKeyDictionary()
-        self.params = {id(p): (n.rpartition(".")[0], p) for n, p in model.named_parameters()}
         self.saved: dict[int, list[Any]] = {}  # storage -> nodes holding an input from it
         self.stack: list[str] = []
         self.rule_depth = 0
@@ -184,6 +184,12 @@ class ForwardRecorder:
         self._handles: list[Any] = []
         self._mode = _Mode(OpHandler(self))
         self._mode_on = False
+
+    @functools.cached_property
+    def params(self) -> dict[int, tuple[str, Tensor]]:
+        """``id(parameter) -> (owning module path, parameter)``, made when a functional Conv/Linear
+        call first needs it (most models never do)."""
+        return {id(p): (n.rpartition(".")[0], p) for n, p in self.model.named_parameters()}
 
     def __enter__(self) -> ForwardRecorder:
         try:
