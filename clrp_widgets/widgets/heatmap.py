@@ -121,6 +121,7 @@ class HeatmapView(anywidget.AnyWidget):
         labels: Sequence[str] | None = None,
         bar_channels: Sequence[int] = (),
         how: str = "conditional",
+        grids: tuple[np.ndarray, Sequence[str]] | None = None,
     ) -> None:
         """Embed channel maps for the exported HTML (no kernel there), 8-bit and zlib-compressed.
 
@@ -128,6 +129,8 @@ class HeatmapView(anywidget.AnyWidget):
         ``max |v|``: code 128 is 0 and 128 +- 127 is +- scale, so the error is at most
         ``scale / 254``. ``bar_channels`` are the neuron bars' channels in bar order (a click on
         bar i shows ``bar_channels[i]``); ``labels`` name the channels (default ``c<channel>``).
+        ``grids``: ``(images, titles)``, one more panel per channel shown beside its map when it
+        is the only one selected (a token layer's patch grid), stored after the maps.
         """
         channels = [int(c) for c in channels]
         stack = np.asarray(maps, dtype=np.float32).reshape(len(channels), -1)
@@ -139,6 +142,18 @@ class HeatmapView(anywidget.AnyWidget):
         names = [f"c{c}" for c in channels] if labels is None else [str(s) for s in labels]
         if len(names) != len(channels):
             raise ValueError(f"{len(names)} labels for {len(channels)} channels; pass one each")
+        grid_titles: list[str] = []
+        if grids is not None:
+            images, grid_titles = np.asarray(grids[0], np.float32), [str(t) for t in grids[1]]
+            if images.shape != (len(channels), self.height, self.width) or len(grid_titles) != len(
+                channels
+            ):
+                raise ValueError(
+                    f"snapshot grids of shape {images.shape} with {len(grid_titles)} titles do "
+                    f"not match {len(channels)} maps of {(self.height, self.width)}; pass one "
+                    "image of the image's size and one title per channel"
+                )
+            stack = np.concatenate([stack, images.reshape(len(channels), -1)])
         flat = np.nan_to_num(stack, nan=0.0, posinf=0.0, neginf=0.0)
         scales = np.abs(flat).max(axis=1) if len(channels) else np.zeros(0, np.float32)
         safe = np.where(scales > 0, scales, 1.0)[:, None]
@@ -151,6 +166,7 @@ class HeatmapView(anywidget.AnyWidget):
                 "bar_channels": [int(c) for c in bar_channels],
                 "layer": str(layer),
                 "how": str(how),
+                "grid_titles": grid_titles,
             }
             self.snapshot_maps = zlib.compress(codes.tobytes(), 9)
 

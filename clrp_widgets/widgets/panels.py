@@ -306,21 +306,33 @@ class PanelsMixin:
         """One selected neuron of a token layer (conditional mode): the decision's relevance at
         the layer on that neuron, on the patch grid, joins its input map (the class token's
         share is in the title)."""
+        if len(maps) != 1:
+            return maps, titles
+        panels = self._grid_panels(view, list(view.channels))
+        if panels is None:
+            return maps, titles
+        images, grid_titles = panels
+        return [*maps, images[0]], [*titles, grid_titles[0]]
+
+    def _grid_panels(self, view: View, channels: list[int]) -> tuple[np.ndarray, list[str]] | None:
+        """Patch-grid panels of ``channels`` at a token layer (images of the input's size and
+        their titles), or None where the layer has no patch grid or the mode is not
+        conditional."""
         shown = self._layer_shown
-        if len(maps) != 1 or view.neuron_mode != "decision":
-            return maps, titles
-        if shown is None or shown[0] != view.decision():
-            return maps, titles
+        if view.neuron_mode != "decision" or shown is None or shown[0] != view.decision():
+            return None
         grid = patch_grid(shown[1], view.kind)
-        if grid is None:
-            return maps, titles
+        if grid is None or not channels:
+            return None
         cells, extra = grid
-        (c,) = view.channels
         gy, gx = cells.shape[1:]
         units = self._units.get(view.layer) or self._units_of(view)
-        note = f", class token {extra[c].sum():+.3g}" if extra.shape[1] else ""
-        title = f"{units.label(c)} at the layer, {gy}×{gx} patch grid{note}"
-        return [*maps, to_image(cells[c], self._image.shape[:2])], [*titles, title]
+        titles = []
+        for c in channels:
+            note = f", class token {extra[c].sum():+.3g}" if extra.shape[1] else ""
+            titles.append(f"{units.label(c)} at the layer, {gy}×{gx} patch grid{note}")
+        images = np.stack([to_image(cells[c], self._image.shape[:2]) for c in channels])
+        return images, titles
 
     def _show_thumbs(
         self, view: View, top: list[int], maps: dict[int, np.ndarray], layer: Any
@@ -359,10 +371,12 @@ class PanelsMixin:
         if not thumbs_shown or not embedded:
             return
         maps = self.session.conditional(view, embedded) or {}
+        grids = self._grid_panels(view, embedded)  # token layers: each one's patch-grid panel
         self.neuron_view.set_snapshot(
             view.layer,
             embedded,
             np.stack([maps[c] for c in embedded]),
             labels=[units.label(c) for c in embedded],
             bar_channels=list(self.bars.channels),
+            grids=grids,
         )

@@ -95,11 +95,17 @@ export function snapshotNeurons(el, model, show) {
   const snap = model.get("snapshot");
   const size = model.get("height") * model.get("width");
   const byChannel = new Map();
+  const byGrid = new Map(); // token layers: each channel's patch-grid panel, stored after the maps
+  const n = snap.channels.length;
+  const gridTitles = (snap.grid_titles || []).length === n ? snap.grid_titles : [];
   const labels = new Map(snap.channels.map((c, i) => [c, snap.labels[i] ?? `c${c}`]));
   let channels = [...((model.get("state") || {}).channels || [])];
   let version = 0;
   const ready = inflate(toUint8(model.get("snapshot_maps"))).then((codes) => {
-    dequantise(codes, snap.scales, size).forEach((m, i) => byChannel.set(snap.channels[i], m));
+    dequantise(codes, snap.scales, size).forEach((m, i) => {
+      if (i < n) byChannel.set(snap.channels[i], m);
+      else if (gridTitles.length) byGrid.set(snap.channels[i - n], { map: m, title: gridTitles[i - n] });
+    });
   });
 
   function view() {
@@ -119,10 +125,11 @@ export function snapshotNeurons(el, model, show) {
       };
     }
     if (channels.length === 1) {
+      const grid = byGrid.get(channels[0]);
       return {
-        maps,
-        titles: [`${names[0]} (${how})`],
-        modes: [""],
+        maps: grid ? [...maps, grid.map] : maps,
+        titles: grid ? [`${names[0]} (${how})`, grid.title] : [`${names[0]} (${how})`],
+        modes: grid ? ["", ""] : [""],
         caption: `${names[0]} of ${snap.layer ?? "the layer"}, ${how} (saved in this snapshot); click a second bar to compare`,
         state,
       };

@@ -299,3 +299,37 @@ def test_exported_atlas_holds_the_selected_neurons_references(exported, page):
     assert atlas.locator(".clrp-atlas-sub").count() == 5
     assert atlas.locator(".clrp-atlas-crumb").all_inner_texts() == [f"{layer}:{channel}"]
     atlas.screenshot(path=str(ARTIFACTS / "export_offline_atlas.png"))
+
+
+VIT_CELLS = [
+    "import clrp_widgets as cw\n"
+    "ex = cw.Explorer(cw.load_model('shapes_vit'), cw.scenes(2, seed=5))\n"
+    "ex.select(layer='encoder.layers.encoder_layer_2.mlp.0')\n"
+    "ex",
+]
+
+
+def test_exported_vit_explorer_shows_a_units_patch_grid_offline(exported, page):
+    """A ViT's Explorer exported: offline, a thumbnail click shows the unit's input map and, as
+    in the notebook, its relevance at the layer on the patch grid."""
+    html = exported("vit_explorer", VIT_CELLS)
+    log = _open_offline(page, html, "export_offline_vit.png")
+    ex = page.locator(".clrp-explorer").first
+    ex.locator(".clrp-thumbnails .clrp-thumb").first.wait_for(timeout=RENDER_TIMEOUT_MS)
+    thumb = ex.locator(".clrp-thumbnails .clrp-thumb").nth(1)
+    channel = int(thumb.get_attribute("data-channel"))
+    thumb.click()
+    view = ex.locator(".clrp-neuron-view .clrp-heatmap[data-snapshot-version='1']")
+    view.wait_for(timeout=10_000)
+    assert json.loads(view.get_attribute("data-channels")) == [channel]
+    assert view.get_attribute("data-panels") == "2"
+    titles = view.locator("figcaption").all_inner_texts()
+    assert titles[0].startswith(f"unit {channel} (")
+    assert titles[1].startswith(f"unit {channel} at the layer, 8×8 patch grid, class token")
+    ex.screenshot(path=str(ARTIFACTS / "export_offline_vit_grid.png"))
+    ex.locator(".clrp-thumbnails .clrp-thumb").nth(2).click()  # a second unit: compare, no grid
+    compared = ex.locator(".clrp-neuron-view .clrp-heatmap[data-snapshot-version='2']")
+    compared.wait_for(timeout=10_000)
+    assert compared.get_attribute("data-panels") == "3"
+    assert log.requests == [], "the page tried the network"
+    assert log.errors == []

@@ -3,6 +3,8 @@ their conditional maps compared, and token layers on the patch grid (no browser)
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 import torch
@@ -129,3 +131,26 @@ def test_the_shipped_vit_opens_with_its_own_preset_and_compares_two_heads():
     assert ex.neuron_view.state["view"] == "compare"
     assert all(np.isfinite(m).all() for m in shown(ex.neuron_view))
     assert ex.neuron_view.panel_titles[0].startswith("A: head")
+
+
+def test_the_snapshot_holds_each_embedded_units_patch_grid(vit_ex):
+    """The exported page's embedded maps carry each unit's patch-grid panel after the maps, as
+    the live view shows it (8-bit: within a 254th of each panel's largest value)."""
+    ex, _, _ = vit_ex
+    ex.select(layer=MLP0, channels=[17], neuron_mode="decision")
+    ex.wait()
+    snap, n = ex.neuron_view.snapshot, len(ex.neuron_view.snapshot["channels"])
+    assert 17 in snap["channels"] and len(snap["grid_titles"]) == n
+    assert len(snap["scales"]) == 2 * n and snap["layer"] == MLP0
+    codes = np.frombuffer(zlib.decompress(ex.neuron_view.snapshot_maps), np.uint8)
+    scales = np.asarray(snap["scales"], np.float32)[:, None, None]
+    saved = (codes.reshape(2 * n, 32, 32).astype(np.float32) - 128) / 127 * scales
+    i = snap["channels"].index(17)
+    live = shown(ex.neuron_view)
+    assert snap["grid_titles"][i] == ex.neuron_view.panel_titles[1]
+    np.testing.assert_allclose(saved[i], live[0], atol=float(scales[i, 0, 0]) / 254 + 1e-9)
+    np.testing.assert_allclose(saved[n + i], live[1], atol=float(scales[n + i, 0, 0]) / 254 + 1e-9)
+    ex.select(channels=[5], neuron_mode="neuron")  # no patch grid in neuron mode
+    ex.wait()
+    assert ex.neuron_view.snapshot["grid_titles"] == []
+    ex.select(neuron_mode="decision", channels=[])
