@@ -37,16 +37,18 @@ SINGLE_USE = "single_use"
 
 def stabilize(z: Tensor, eps: float) -> Tensor:
     """Shift ``z`` away from zero by ``eps`` along its sign (+eps at zero), as zennit does."""
-    return stabilize_(z + 0.0, eps)
+    return _add_signed_eps(z + 0.0, eps)
 
 
 def stabilize_(z: Tensor, eps: float) -> Tensor:
-    """:func:`stabilize` in place (``z`` is overwritten and returned).
+    """:func:`stabilize` in place (``z`` is overwritten and returned)."""
+    return _add_signed_eps(z.add_(0.0), eps)
 
-    ``copysign`` costs a seventh of ``torch.where(z < 0, -eps, eps)`` on CPU (VGG16's first layer:
-    about 1 against 7 ms); adding ``+0.0`` first turns ``-0.0`` into ``+0.0``, which gets ``+eps``.
-    """
-    z.add_(0.0)
+
+def _add_signed_eps(z: Tensor, eps: float) -> Tensor:
+    """``z += copysign(eps, z)`` in place, for a ``z`` without ``-0.0`` (adding ``+0.0`` turns it
+    into ``+0.0``, which gets ``+eps``). ``copysign`` costs a seventh of
+    ``torch.where(z < 0, -eps, eps)`` on CPU (VGG16's first layer: about 1 against 7 ms)."""
     return z.add_(torch.copysign(z.new_full((), eps), z))
 
 
