@@ -218,9 +218,9 @@ class ZPlus(LinearRule):
             return None
         if "wn" not in p:
             p["wn"] = p["w"].clamp(max=0)
-        if "zn" not in st and sparse_eligible(op, a, p["w"], count, candidates.numel()):
-            return sparse_fallback(op, a, p["wp"], p["wn"], R, candidates, self.eps)
-        if "zn" not in st:
+        if "zn" not in st:  # the dense negative parts, unless a kept state already has them
+            if sparse_eligible(op, a, p["w"], count, candidates.numel()):
+                return sparse_fallback(op, a, p["wp"], p["wn"], R, candidates, self.eps)
             zn = op.forward(st["ap"], p["wn"])
             if st["an"] is not None:
                 zn = zn + op.forward(st["an"], p["wp"])
