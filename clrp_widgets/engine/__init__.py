@@ -1,5 +1,6 @@
 """LRP/CLRP relevance engine (torch only; knows nothing of xarray or widgets)."""
 
+from .attention import ProductRule
 from .core import EngineOutput, LayerCapture, RelevanceEngine
 from .errors import ConservationWarning
 from .presets import PAPER_BOUNDS, PRESETS
@@ -34,6 +35,7 @@ __all__ = [
     "LayerCapture",
     "Norm",
     "Pass",
+    "ProductRule",
     "RelevanceEngine",
     "Rule",
     "WSquare",

@@ -19,6 +19,9 @@ Rules (each an :class:`~.rules.OpRule`, set per op by the ``"attnlrp"``/``"cp_lr
     constant, each share divided by the number of operands:
     ``R_a = a * (dz/da)^T (R / stabilize(z)) / n``. With one input-dependent operand it is the
     z rule (the other operand is a constant matrix).
+:class:`GatedProduct`
+    The ``"paper"`` preset's products: an operand made by a gate (softmax) held constant as in
+    CP-LRP, the z rule on the other; AttnLRP's uniform rule where neither is a gate.
 :class:`HoldConstant`
     CP-LRP (Ali et al., section 3): the attention (softmax output) is a constant; relevance does
     not enter the softmax, so Q and K get none and AV's relevance all goes to V (z rule).
@@ -120,6 +123,28 @@ class ProductRule(OpRule):
             torch.zeros_like(v) if g is None else v * g * share
             for v, g in zip(values, grads, strict=True)
         )
+
+
+@dataclass(frozen=True)
+class GatedProduct(OpRule):
+    """A product (``matmul``, ``bmm``, ``einsum``) under the conservative ``"paper"`` preset.
+
+    An operand made by a gate (a softmax: the attention map) is held constant, as CP-LRP holds
+    the attention (Ali et al. 2022), and the z rule gives the other operand (V) all relevance;
+    a product of two operands that both carry signal (QK^T, linear attention) takes AttnLRP's
+    uniform rule. Both are conservative, so the conservation guard stays meaningful.
+    """
+
+    eps: float = 1e-9
+
+    def apply(self, handler: Any, op: Any) -> Any:
+        gates = handler.gate_operands(op)
+        if gates and len(gates) < len(op.signals):
+            op = op.holding_constant(gates)
+        return ProductRule(eps=self.eps).apply(handler, op)
+
+    def relevances(self, node: Any, R: Tensor) -> tuple[Tensor | None, ...]:
+        raise AssertionError("GatedProduct makes ProductRule nodes")
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,13 @@ from torch.nn import functional as F
 
 from clrp_widgets.engine.errors import ConfigError
 from clrp_widgets.engine.hookids import reserve_hook_ids
+from clrp_widgets.engine.outputs import OutputSelector, select_logits
 from clrp_widgets.engine.validation import (
     check_input,
     check_layer,
     check_targets,
     eval_semantics,
-    first_weighted_layer,
+    first_layer_checked,
 )
 
 Target = int | Sequence[int] | torch.Tensor
@@ -83,37 +84,38 @@ def _modified_relus(model: nn.Module, guided: bool) -> Iterator[None]:
             handle.remove()
 
 
-def _target_score(logits: Any, target: Target, n: int) -> torch.Tensor:
+def _target_score(output: Any, target: Target, n: int, selector: OutputSelector) -> torch.Tensor:
     """Sum over samples of each sample's target logit (samples do not interact in eval mode)."""
-    if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != n:
-        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise ConfigError(
-            f"the model returned {shape}; baselines need logits of shape (N, classes). "
-            "Wrap the model so that it returns the class scores."
-        )
+    logits = select_logits(output, selector, n)
     targets = check_targets(target, n, logits.shape[1], logits.device)
     return logits.gather(1, targets[:, None]).sum()
 
 
 def _input_gradient(
-    model: nn.Module, x: torch.Tensor, target: Target, guided: bool | None = None
+    model: nn.Module,
+    x: torch.Tensor,
+    target: Target,
+    guided: bool | None = None,
+    output: OutputSelector = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradient of the target logits w.r.t. ``x`` (ReLUs modified when ``guided`` is not None)."""
-    x = check_input(x, first_weighted_layer(model))
+    x = check_input(x)
     with eval_semantics(model):
         leaf = x.detach().clone().requires_grad_(True)
-        with torch.enable_grad():
+        with torch.enable_grad(), first_layer_checked(model, leaf):
             if guided is None:
                 logits = model(leaf)
             else:
                 with _modified_relus(model, guided):
                     logits = model(leaf)
-            score = _target_score(logits, target, len(x))
+            score = _target_score(logits, target, len(x), output)
             (grad,) = torch.autograd.grad(score, leaf)
     return grad, leaf.detach()
 
 
-def gradient(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
+def gradient(
+    model: nn.Module, x: torch.Tensor, target: Target, output: OutputSelector = None
+) -> torch.Tensor:
     """Gradient of the target logit with respect to the input.
 
     Parameters
@@ -124,35 +126,44 @@ def gradient(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
         Input batch (N, C, H, W), floating point.
     target : int or sequence of int
         One class for the whole batch or one per sample.
+    output : str, int or callable, optional
+        Where the class scores are in a model output that is not a tensor
+        (:mod:`~clrp_widgets.engine.outputs`).
 
     Returns
     -------
     torch.Tensor
         Same shape as ``x``.
     """
-    return _input_gradient(model, x, target)[0]
+    return _input_gradient(model, x, target, output=output)[0]
 
 
-def gradient_x_input(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
+def gradient_x_input(
+    model: nn.Module, x: torch.Tensor, target: Target, output: OutputSelector = None
+) -> torch.Tensor:
     """Gradient times input, elementwise (same parameters and shape as :func:`gradient`)."""
-    grad, leaf = _input_gradient(model, x, target)
+    grad, leaf = _input_gradient(model, x, target, output=output)
     return grad * leaf
 
 
-def deconvnet(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
+def deconvnet(
+    model: nn.Module, x: torch.Tensor, target: Target, output: OutputSelector = None
+) -> torch.Tensor:
     """DeConvNet (Zeiler & Fergus): ReLUs pass only the positive part of the backward signal.
 
     Same parameters and shape as :func:`gradient`.
     """
-    return _input_gradient(model, x, target, guided=False)[0]
+    return _input_gradient(model, x, target, guided=False, output=output)[0]
 
 
-def guided_backprop(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
+def guided_backprop(
+    model: nn.Module, x: torch.Tensor, target: Target, output: OutputSelector = None
+) -> torch.Tensor:
     """Guided Backprop (Springenberg et al.): gradient masked by positive input and signal.
 
     Same parameters and shape as :func:`gradient`.
     """
-    return _input_gradient(model, x, target, guided=True)[0]
+    return _input_gradient(model, x, target, guided=True, output=output)[0]
 
 
 def last_conv_name(model: nn.Module) -> str:
@@ -172,12 +183,13 @@ def gradcam(
     target: Target,
     layer: str | None = None,
     upsample: bool = True,
+    output: OutputSelector = None,
 ) -> torch.Tensor:
     """Grad-CAM (Selvaraju et al.): ReLU(Σ_k α_k A_k) with α_k the mean gradient of channel k.
 
     Parameters
     ----------
-    model, x, target
+    model, x, target, output
         As in :func:`gradient`.
     layer : str, optional
         Module name whose (N, K, h, w) output is A; default: the last ``nn.Conv2d``.
@@ -189,7 +201,7 @@ def gradcam(
     torch.Tensor
         (N, H, W) when ``upsample``, else (N, h, w); non-negative.
     """
-    x = check_input(x, first_weighted_layer(model))
+    x = check_input(x)
     modules = {name: module for name, module in model.named_modules() if name}
     name = last_conv_name(model) if layer is None else check_layer(layer, list(modules))
     kept: list[torch.Tensor] = []
@@ -206,11 +218,13 @@ def gradcam(
     with eval_semantics(model), torch.enable_grad():
         reserve_hook_ids(model)
         handle = modules[name].register_forward_hook(keep_output)
+        leaf = x.detach().clone().requires_grad_(True)
         try:
-            logits = model(x.detach().clone().requires_grad_(True))
+            with first_layer_checked(model, leaf):
+                logits = model(leaf)
         finally:
             handle.remove()
-        score = _target_score(logits, target, len(x))
+        score = _target_score(logits, target, len(x), output)
         activation = kept[-1]
         (grad,) = torch.autograd.grad(score, activation)
     weights = grad.mean(dim=(2, 3), keepdim=True)
@@ -221,7 +235,7 @@ def gradcam(
     return cam
 
 
-_PIXEL_BASELINES: dict[str, Callable[[nn.Module, torch.Tensor, Target], torch.Tensor]] = {
+_PIXEL_BASELINES: dict[str, Callable[..., torch.Tensor]] = {
     "gradient": gradient,
     "gradient_x_input": gradient_x_input,
     "deconvnet": deconvnet,
@@ -230,7 +244,12 @@ _PIXEL_BASELINES: dict[str, Callable[[nn.Module, torch.Tensor, Target], torch.Te
 
 
 def baseline(
-    model: nn.Module, x: torch.Tensor, target: Target, method: str, layer: str | None = None
+    model: nn.Module,
+    x: torch.Tensor,
+    target: Target,
+    method: str,
+    layer: str | None = None,
+    output: OutputSelector = None,
 ) -> torch.Tensor:
     """Run a baseline by name (one of :data:`BASELINES`).
 
@@ -238,9 +257,9 @@ def baseline(
     ``"gradcam"`` (``layer`` is only used by Grad-CAM).
     """
     if method == "gradcam":
-        return gradcam(model, x, target, layer=layer)
+        return gradcam(model, x, target, layer=layer, output=output)
     if method not in _PIXEL_BASELINES:
         raise ConfigError(f"unknown baseline {method!r}; choose one of {', '.join(BASELINES)}.")
     if layer is not None:
         raise ConfigError(f"layer= is only used by 'gradcam', not by {method!r}; drop it.")
-    return _PIXEL_BASELINES[method](model, x, target)
+    return _PIXEL_BASELINES[method](model, x, target, output=output)

@@ -40,15 +40,17 @@ import torch
 from torch import Tensor, nn
 
 from .axes import LayerAxes, layer_axes
+from .bounds import of_input
 from .canonizers import resolve_canonizers
 from .errors import ConfigError, InputError, LayerNotFoundError, UnsupportedLayerError
 from .fingerprint import weights_fingerprint
 from .guard import check_ledger, check_model_input, unwrap_compiled
 from .hooks import ForwardRecorder, Node, no_rule_message
 from .locking import model_lock
-from .ops import LINEAR_TYPES, LinearOp
+from .ops import LINEAR_TYPES, LinearOp, runs_at_op_level
+from .outputs import OutputSelector, select_logits
 from .presets import AVG_POOLS, MAX_POOLS, Bound, apply_overrides, normalize_bounds, resolve_rules
-from .rules import Epsilon, Flat, LinearRule, Rule, ZBox
+from .rules import Epsilon, Flat, LinearRule, Rule, ZBox, ZPlus
 from .seeds import Seed, class_seeds
 from .validation import (
     check_channel,
@@ -59,7 +61,6 @@ from .validation import (
     check_pairwise,
     check_targets,
     eval_semantics,
-    first_weighted_layer,
 )
 
 CAPTURE_TYPES = (*LINEAR_TYPES, *MAX_POOLS, *AVG_POOLS)
@@ -113,6 +114,7 @@ class _ForwardPass:
     # next request for all three kinds costs one pass (the target's), the dual being derived
     last_contrast: tuple[Any, tuple[Tensor, list[Tensor]]] | None = None
     axes: dict[str, LayerAxes] | None = None  # where each layer's neurons are, made once
+    absorbing: dict[str, Tensor] = field(default_factory=dict)  # constant-token layers
 
 
 class RelevanceEngine:
@@ -121,7 +123,8 @@ class RelevanceEngine:
     Parameters
     ----------
     model
-        A classifier returning logits ``(N, classes)``. It is never modified.
+        A classifier returning logits ``(N, classes)``, or an output they can be found in
+        (Hugging Face ``ModelOutput``, a dict or tuple: :mod:`.outputs`). It is never modified.
     rules
         A preset name (see :mod:`clrp_widgets.engine.presets`) or a mapping
         ``{layer type or module name: Rule}``.
@@ -142,14 +145,21 @@ class RelevanceEngine:
         ``{module path, op node name, layer type or torch function: Rule}`` that extends the
         preset (or mapping) given as ``rules``, e.g. ``{"features.1.0.stochastic_depth": Pass(),
         "layer1.0:add": Norm(), torch.erf: Pass()}``; overrides win.
+    output
+        Where the class scores are in the model's output when it is not a tensor: None finds
+        ``.logits``, a ``"logits"`` entry or the only ``(N, classes)`` tensor of a tuple; else a
+        key or attribute name, an index or a callable (:mod:`.outputs`).
 
     Notes
     -----
     Operations outside modules with a module-level rule (residual sums, gates, functional
     pooling, ``torch.flatten``, ...) get op-level rules (:mod:`clrp_widgets.engine.opmode`);
     those that carry a rule are layers named ``<module path>:<op>``, e.g. ``"layer1.0:add"``.
+    A Conv/Linear module with a ``forward`` of its own (weight standardisation, padding in
+    ``forward``, ``padding_mode="reflect"``) is explained through the ``F.conv2d``/``F.linear``
+    call it makes, with the weights of that call, and keeps its module name as the layer name.
     With a conservative preset (``"paper"``) every call checks that no layer loses or gains
-    more than 1e-3 of the explained output and warns (:class:`~.errors.ConservationWarning`).
+    more than 1e-4 of the explained output and warns (:class:`~.errors.ConservationWarning`).
     """
 
     def __init__(
@@ -160,6 +170,7 @@ class RelevanceEngine:
         canonizers: str | Sequence[str] | None = "auto",
         keep_denominators: bool = True,
         overrides: Mapping[Any, Rule] | None = None,
+        output: OutputSelector = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
@@ -171,10 +182,13 @@ class RelevanceEngine:
         self.ruleset = apply_overrides(resolve_rules(rules, input_bounds), overrides)
         self.canonizers = resolve_canonizers(model, canonizers)
         self._leaves = {n: m for n, m in model.named_modules() if not any(m.children())}
+        self.output = output
         self._ops: dict[str, LinearOp] = {}
+        self._op_level: dict[str, nn.Module] = {}
         self._rule_leaves = self._check_supported()
-        self._first = first_weighted_layer(model)
-        self._prepared: dict[tuple[str, int, int], dict[str, Any]] = {}
+        # module layers: (name, rule id, BatchNorm id) -> prepared weights; op-level calls:
+        # (name, rule id, merged) -> (weight, bias, prepared), checked against each call's weights
+        self._prepared: dict[tuple[Any, ...], Any] = {}
         self._merged: dict[tuple[int, int], tuple[Tensor, Tensor] | None] = {}  # BatchNorm merges
         self._fingerprint: tuple[Any, ...] | None = None
         self._cache: _ForwardPass | None = None
@@ -193,6 +207,17 @@ class RelevanceEngine:
         if self._layer_order is not None:
             return list(self._layer_order)
         return [n for n, m in self._leaves.items() if isinstance(m, CAPTURE_TYPES)]
+
+    def constant_tokens(self) -> dict[str, Tensor]:
+        """Layers that concatenate constants to the signal (a ViT's class, distillation or
+        register tokens), each with a mask that is True at the constants' entries.
+
+        Relevance that reaches a constant token stays there (as a bias's share does), so the
+        input map sums to the explained output less what these entries hold at their layer;
+        the conservation guard accounts for it. Known after the first forward pass.
+        """
+        fp = self._cache
+        return {} if fp is None else {n: m.clone() for n, m in fp.absorbing.items()}
 
     def layer_axes(self) -> dict[str, LayerAxes]:
         """Where each layer's neurons are (:mod:`.axes`): channels, hidden units or heads.
@@ -508,7 +533,7 @@ class RelevanceEngine:
                     node.state = {}
 
     def _check_x(self, x: Any) -> Tensor:
-        x = check_input(x, self._first)
+        x = check_input(x)
         check_model_input(self.model, x)
         if not self.bounds_given and self._uses_box():
             low, high = self.input_bounds
@@ -541,7 +566,10 @@ class RelevanceEngine:
             if rule is None and rs.first is not None and isinstance(module, rs.first_types):
                 rule = rs.first
             if rule is None and isinstance(module, LINEAR_TYPES):
-                raise UnsupportedLayerError(no_rule_message(name, module))
+                raise UnsupportedLayerError(no_rule_message(name, module), fix={name: ZPlus()})
+            if isinstance(module, LINEAR_TYPES) and runs_at_op_level(module):
+                self._op_level[name] = module  # its F.conv2d/F.linear call is the layer
+                continue
             if rule is not None:
                 rule_leaves[name] = module
             if isinstance(module, LINEAR_TYPES):
@@ -596,22 +624,28 @@ class RelevanceEngine:
             "batchnorm" in self.canonizers,
             CAPTURE_TYPES,
             self._merged,
+            self._op_level,
         )
         x_leaf = x.detach().clone().requires_grad_(True)
-        recorder.tag(x_leaf)
+        first = self.ruleset.first
+        bounds = of_input(first.low, first.high, x) if isinstance(first, ZBox) else None
+        recorder.tag(x_leaf, bounds=bounds)
+        recorder.input = x_leaf
         recorder.batch = x.shape[0]
         # warning frames: generator, __enter__, ExitStack, _record, _forward, run, lock, caller
         with contextlib.ExitStack() as stack:
             stack.enter_context(eval_semantics(model, stacklevel=8))
             stack.enter_context(recorder)
-            with torch.enable_grad():
-                logits = model(x_leaf)
-        if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] != x.shape[0]:
-            shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-            raise ConfigError(
-                f"the model returned {shape}; the engine needs logits of shape (N, classes). "
-                "Wrap the model so that it returns the class scores."
-            )
+            try:
+                with torch.enable_grad():
+                    output = model(x_leaf)
+            except TypeError:
+                if recorder.refusal is not None:  # torch turned it into NotImplemented
+                    raise recorder.refusal from None
+                raise
+        if recorder.refusal is not None:  # refused, and the model went round it
+            raise recorder.refusal
+        logits = select_logits(output, self.output, x.shape[0])
         self._check_override_names(recorder.op_names)
         logit_node = next(
             (
@@ -631,6 +665,7 @@ class RelevanceEngine:
             recorder.layers,
             logit_node,
             recorder.ledger,
+            absorbing=recorder.absorbing,
         )
 
     def _check_override_names(self, op_names: list[str]) -> None:
@@ -648,17 +683,38 @@ class RelevanceEngine:
             return
         module: Any = node.module
         if module is None:  # an op-level Conv/Linear call: its weights came with the call
-            key: tuple[Any, ...] = (node.name, id(rule), node.bn is None, node.weight_key)
-        else:
-            if node.bn is None:
-                node.weight = module.weight.detach()
-                node.bias = None if module.bias is None else module.bias.detach()
-            key = (node.name, id(rule), id(node.bn))
-            node.op = self._ops[node.name]
+            node.prepared = self._prepared_for_call(node, rule)
+            return
+        if node.bn is None:
+            node.weight = module.weight.detach()
+            node.bias = None if module.bias is None else module.bias.detach()
+        key = (node.name, id(rule), id(node.bn))
+        node.op = self._ops[node.name]
         if key not in self._prepared:
             assert node.weight is not None
             self._prepared[key] = rule.prepare(node.weight, node.bias)
         node.prepared = self._prepared[key]
+
+    def _prepared_for_call(self, node: Node, rule: LinearRule) -> dict[str, Any]:
+        """The prepared weights of an op-level call, reused while its weights stay the same.
+
+        One entry per layer: the kept weight pins its storage, so an unchanged pointer and
+        version mean the same tensor; a weight recomputed in each forward pass (weight
+        standardisation, a BatchNorm merged per call) is compared by value.
+        """
+        weight, bias = node.weight, node.bias
+        assert weight is not None
+        key = (node.name, id(rule), node.bn is not None)
+        entry = self._prepared.get(key)
+        if entry is not None:
+            old_key, old_weight, old_bias, prepared = entry
+            if (old_key is not None and old_key == node.weight_key) or (
+                _same(old_weight, weight) and _same(old_bias, bias)
+            ):
+                return prepared
+        prepared = rule.prepare(weight, bias)
+        self._prepared[key] = (node.weight_key, weight, bias, prepared)
+        return prepared
 
     @contextlib.contextmanager
     def _guard(
@@ -672,7 +728,7 @@ class RelevanceEngine:
         """Record the block's backward pass and check conservation (conservative presets only).
 
         The block appends the input map to the yielded list; every rule node's relevance in and
-        out, and the input map against the seed, must agree within 1e-3 of ``scale`` (the
+        out, and the input map against the seed, must agree within 1e-4 of ``scale`` (the
         per-sample absolute seed sum), or a :class:`~.errors.ConservationWarning` names the layer.
         The seeded layer (``exempt``) may drop seed it cannot attribute: by default the logit
         layer, for the dual and contrast kinds only (CLRP's dual seeds classes that may have no
@@ -692,7 +748,9 @@ class RelevanceEngine:
         records, ledger.records = ledger.records, []
         if exempt is None and fp.logit_node is not None and kind != "target":
             exempt = fp.logit_node.name
-        check_ledger(records, scale, kind, check[0] if check else None, seed_total, exempt)
+        check_ledger(
+            records, scale, kind, check[0] if check else None, seed_total, exempt, fp.absorbing
+        )
 
     def _axes(self, fp: _ForwardPass) -> dict[str, LayerAxes]:
         if fp.axes is None:
@@ -816,6 +874,12 @@ class RelevanceEngine:
             seed_sums=torch.stack([sums[k] for k in kinds]),
             axes={n: a for n, a in self._axes(fp).items() if n in layers},
         )
+
+
+def _same(a: Tensor | None, b: Tensor | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a, b))
 
 
 def _materialize(activations: dict[str, Any], name: str) -> Tensor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CLRPError(Exception):
     """Base class of every error raised on purpose by clrp_widgets."""
@@ -16,7 +18,15 @@ class ConfigError(CLRPError, ValueError):
 
 
 class UnsupportedLayerError(CLRPError, TypeError):
-    """The model holds a layer type for which no relevance rule is known."""
+    """The model holds a layer type for which no relevance rule is known.
+
+    ``fix`` is the advice as an ``overrides=`` mapping that runs on the model that raised it
+    (None where no rule can be suggested).
+    """
+
+    def __init__(self, message: str, fix: dict[Any, Any] | None = None) -> None:
+        super().__init__(message)
+        self.fix = fix
 
 
 class LayerNotFoundError(CLRPError, KeyError):
@@ -42,5 +52,6 @@ class ConservationWarning(UserWarning):
     """A conservative rule preset lost or gained relevance: the map may be wrong.
 
     Raised as a warning (``warnings.warn``), naming the layer or operation where the relevance
-    entering it and the relevance it handed down differ by more than 1e-3 of the explained output.
+    entering it and the relevance it handed down differ by more than 1e-4 (``guard.TOLERANCE``)
+    of the explained output, at any size of that output.
     """

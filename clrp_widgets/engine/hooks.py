@@ -17,14 +17,18 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.weak import WeakIdKeyDictionary
 
+from .bounds import through, untraced_warning
 from .canonizers import merge_batchnorm
 from .errors import UnsupportedLayerError
 from .hookids import reserve_hook_ids
 from .opnodes import Alias
 from .ops import LINEAR_TYPES, LinearOp
 from .optable import GATE_MODULES
-from .presets import BATCH_NORMS, RuleSet
-from .rules import SINGLE_USE, Gradient, LinearRule, Norm, Pass, Rule
+from .presets import BATCH_NORMS, MAX_POOLS, SHAPE_ONLY, RuleSet
+from .rules import SINGLE_USE, Gradient, LinearRule, Norm, Pass, Rule, ZBox
+from .validation import check_first_layer
+
+ROUTING_MODULES = (*MAX_POOLS, *SHAPE_ONLY)
 
 
 class Node:
@@ -46,11 +50,12 @@ class Node:
         self.op: LinearOp | None = None
         self.weight: Tensor | None = None
         self.bias: Tensor | None = None
-        self.weight_key: tuple[int, int] | None = None  # op-level call: the weight's identity
+        self.weight_key: tuple[Any, ...] | None = None  # op-level call: the weight's identity
         self.prepared: dict[str, Any] = {}
         self.state: dict[str, Any] = {}  # the rule's per-input denominators, made on first use
         self.keep_state = True  # keep them for later backward passes over this forward pass
         self.ledger: Any = None  # the recorder's Ledger (conservation guard)
+        self.bounds: tuple[Tensor, Tensor] | None = None  # z^B bounds that came with the data
 
     def output(self) -> Tensor:
         """Output of the (possibly BatchNorm-merged) layer, recomputed if overwritten in place.
@@ -96,7 +101,10 @@ class Node:
         assert isinstance(rule, LinearRule) and self.op is not None
         state = self.state
         if not state:  # made for this pass; kept for later ones, or this pass's alone to reuse
-            state = rule.state(self.op, self.a, self.pristine_output(), self.prepared)
+            if self.bounds is not None and isinstance(rule, ZBox):
+                state = rule.bounded_state(self.op, self.a, self.prepared, *self.bounds)
+            else:
+                state = rule.state(self.op, self.a, self.pristine_output(), self.prepared)
             if self.keep_state:
                 self.state = state
             else:
@@ -124,11 +132,14 @@ class _RelevanceFn(torch.autograd.Function):
 class Info:
     """What the recorder knows of an input-dependent tensor of the forward pass."""
 
-    __slots__ = ("gate", "producer")
+    __slots__ = ("bounds", "gate", "producer")
 
-    def __init__(self, producer: Any = None, gate: bool = False) -> None:
+    def __init__(
+        self, producer: Any = None, gate: bool = False, bounds: tuple[Tensor, Tensor] | None = None
+    ) -> None:
         self.producer = producer  # the rule node whose output this tensor is
         self.gate = gate  # produced by a gating function (sigmoid, hard-sigmoid, softmax)
+        self.bounds = bounds  # (low, high) of each entry, before the first layer (.bounds)
 
 
 class ForwardRecorder:
@@ -154,6 +165,7 @@ class ForwardRecorder:
         merge_bn: bool,
         capture_types: tuple[type, ...],
         merged: dict[tuple[int, int], tuple[Tensor, Tensor] | None] | None = None,
+        op_level: dict[str, nn.Module] | None = None,
     ) -> None:
         from .opmode import OpHandler
         from .opnodes import Ledger
@@ -166,6 +178,9 @@ class ForwardRecorder:
         # weight caches when a weight changes
         self.merged = {} if merged is None else merged
         self.capture_types = capture_types
+        # Conv/Linear modules whose own forward computes what F.conv2d/F.linear get (weight
+        # standardisation, padding in forward): their call inside is the layer (.opmode)
+        self.op_level = {} if op_level is None else op_level
         self.nodes: list[Node] = []
         self.outputs: dict[str, Tensor] = {}
         self.activations: dict[str, Any] = {}
@@ -178,8 +193,15 @@ class ForwardRecorder:
         self.stack: list[str] = []
         self.rule_depth = 0
         self.paused = 0
-        self.first_seen = False
+        self.first_seen = False  # the first Conv/Linear layer was called (z^B is given)
+        self.first_checked = False  # the first Conv/Linear layer's input was checked
+        self.input: Tensor | None = None  # the model input (the graph's leaf)
         self.batch: int | None = None  # the input's batch size (layers must lead with it)
+        # a refusal raised inside an operator (``a * b``), which torch turns into NotImplemented
+        # (it subclasses TypeError): the engine raises it after the forward pass
+        self.refusal: BaseException | None = None
+        # op nodes that concatenate constant tokens to a signal -> where the constants are
+        self.absorbing: dict[str, Tensor] = {}
         self._inputs: dict[str, list[Tensor]] = {}
         self._handles: list[Any] = []
         self._mode = _Mode(OpHandler(self))
@@ -224,14 +246,43 @@ class ForwardRecorder:
         """The op-level mode, to re-enter from inside an op rule (a decomposed fused op)."""
         return self._mode
 
-    def tag(self, value: Any, producer: Any = None, gate: bool = False) -> None:
+    def tag(
+        self,
+        value: Any,
+        producer: Any = None,
+        gate: bool = False,
+        bounds: tuple[Tensor, Tensor] | None = None,
+    ) -> None:
         """Mark the floating-point tensors in ``value`` as input-dependent."""
         if isinstance(value, Tensor):
             if value.is_floating_point():
-                self.info[value] = Info(producer, gate)
+                self.info[value] = Info(producer, gate, bounds)
         elif isinstance(value, (tuple, list)):
             for v in value:
                 self.tag(v, None, gate)
+
+    def bounds_of(self, value: Tensor) -> tuple[Tensor, Tensor] | None:
+        """The z^B bounds that came with ``value`` from the model input (None: none traced)."""
+        info = self.info.get(value)
+        return None if info is None else info.bounds
+
+    def check_first(self, name: str, layer: Any, value: Any) -> None:
+        """Check the input of the first Conv/Linear layer reached (in data flow, not in the
+        order of definition) against that layer (a module, or a functional call's
+        :class:`~.ops.LinearOp`): a clear error instead of a shape error."""
+        if self.first_checked or not isinstance(value, Tensor) or value not in self.info:
+            return
+        self.first_checked = True
+        assert self.input is not None
+        check_first_layer(name, layer, value, self.input)
+
+    def first_layer_node(self, node: Node, inp: Tensor) -> None:
+        """Give the first layer's z^B rule the bounds that came with its input (.bounds)."""
+        if not isinstance(node.rule, ZBox) or inp is self.input:
+            return  # the model input itself: the rule's own bounds, cached per shape
+        node.bounds = self.bounds_of(inp)
+        if node.bounds is None:
+            untraced_warning(node.name, stacklevel=6)
 
     def keep(self, node: Any, value: Tensor) -> None:
         """Register that ``node`` holds ``value`` (an input its rule reads in the backward pass)."""
@@ -259,6 +310,8 @@ class ForwardRecorder:
     def _pre_hook(self, name: str, rule_leaf: bool):
         def hook(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
             self.stack.append(name)
+            if not self.first_checked and isinstance(module, LINEAR_TYPES) and args:
+                self.check_first(name, module, args[0])
             if not rule_leaf:
                 return None
             self.rule_depth += 1
@@ -292,7 +345,7 @@ class ForwardRecorder:
                 "Wrap the call so the module takes one tensor."
             )
         self._inputs.setdefault(name, []).append(args[0])
-        if not getattr(module, "inplace", False):
+        if not getattr(module, "inplace", False) or args[0] not in self.info:
             return None
         self.protect(args[0])
         if isinstance(self.ruleset.rule_for(name, module), Pass):
@@ -301,8 +354,10 @@ class ForwardRecorder:
             return (args[0].detach(),)
         return (args[0].clone(),)
 
-    def _rule_post_hook(self, name: str, module: nn.Module, output: Any) -> Tensor:
+    def _rule_post_hook(self, name: str, module: nn.Module, output: Any) -> Tensor | None:
         inp = self._inputs[name].pop()
+        if inp not in self.info:
+            return None  # called on a constant (a position-bias table): not part of the graph
         if not isinstance(output, Tensor):
             raise UnsupportedLayerError(
                 f"module {name!r} ({type(module).__name__}) returned "
@@ -316,8 +371,11 @@ class ForwardRecorder:
         if rule is None:
             raise UnsupportedLayerError(no_rule_message(name, module))
         gate = isinstance(module, GATE_MODULES)
+        bounds = None
+        if not self.first_seen and isinstance(rule, (Gradient, Pass)):
+            bounds = self._module_bounds(module, inp)
         if isinstance(rule, Gradient):
-            return self._publish(name, module, output, output.detach(), None, gate)
+            return self._publish(name, module, output, output.detach(), None, gate, bounds)
         if isinstance(module, BATCH_NORMS) and self.merge_bn:
             rule = self._try_merge(module, inp, output, rule)
         if isinstance(rule, LinearRule) and not isinstance(module, LINEAR_TYPES):
@@ -328,23 +386,41 @@ class ForwardRecorder:
         node = Node(name, module, rule, inp, output.detach())
         node.ledger = self.ledger
         self.keep(node, node.a)
+        if is_first:
+            self.first_layer_node(node, inp)
         wrapped = _RelevanceFn.apply(inp, node)
         self.nodes.append(node)
-        return self._publish(name, module, wrapped, node, node, gate)
+        return self._publish(name, module, wrapped, node, node, gate, bounds)
 
     def _publish(
-        self, name: str, module: nn.Module, handle: Tensor, act: Any, node: Any, gate: bool
+        self,
+        name: str,
+        module: nn.Module,
+        handle: Tensor,
+        act: Any,
+        node: Any,
+        gate: bool,
+        bounds: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
         """The tensor the model gets from a rule module; capturable layers get an alias."""
         if not isinstance(module, self.capture_types) or not self._per_sample(handle):
-            self.tag(handle, node, gate)
+            self.tag(handle, node, gate, bounds)
             return handle
         self.layers.append(name)
         self.outputs[name] = handle
         self.activations[name] = act
         alias = Alias.apply(handle)
-        self.tag(alias, node, gate)
+        self.tag(alias, node, gate, bounds)
         return alias
+
+    def _module_bounds(self, module: nn.Module, inp: Tensor) -> tuple[Tensor, Tensor] | None:
+        """z^B bounds through a module before the first layer: one that moves values (max
+        pooling, flatten, dropout in eval) or an eval-mode BatchNorm (element-wise affine)."""
+        bounds = self.bounds_of(inp)
+        if bounds is None or not isinstance(module, (*BATCH_NORMS, *ROUTING_MODULES)):
+            return None
+        low, high = bounds
+        return through(module.forward, [low], [high])
 
     def _try_merge(self, bn: nn.Module, inp: Tensor, output: Tensor, rule: Rule) -> Rule:
         info = self.info.get(inp)
@@ -355,6 +431,7 @@ class ForwardRecorder:
             return rule
         if producer.module is None:  # an op-level layer: its weights may be made per call
             merged = merge_batchnorm(*producer.layer_weights(), bn)
+            producer.weight_key = None  # compared by value (the engine's weight cache)
         else:
             key = (id(producer.module), id(bn))
             if key not in self.merged:

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .core import RelevanceEngine
+from .outputs import OutputSelector
 from .presets import Bound
 from .rules import Rule
 
@@ -55,6 +56,7 @@ def _config_key(
     input_bounds: tuple[Bound, Bound] | None,
     canonizers: str | Sequence[str] | None,
     overrides: Mapping[Any, Rule] | None,
+    output: OutputSelector = None,
 ) -> Hashable | None:
     """A hashable key of the configuration, or None if it has none (then no memo is used)."""
     try:
@@ -67,7 +69,7 @@ def _config_key(
         canon_key: Hashable = (
             canonizers if canonizers is None or isinstance(canonizers, str) else tuple(canonizers)
         )
-        key = (rules_key, bounds_key, canon_key, overrides_key)
+        key = (rules_key, bounds_key, canon_key, overrides_key, output)
         hash(key)
     except (TypeError, ValueError, RuntimeError, AttributeError):
         return None
@@ -80,23 +82,36 @@ def memo_engine(
     input_bounds: tuple[Bound, Bound] | None,
     canonizers: str | Sequence[str] | None,
     overrides: Mapping[Any, Rule] | None = None,
+    output: OutputSelector = None,
 ) -> RelevanceEngine:
     """The memo's one-shot engine for ``model`` and this configuration (built on first use).
 
     A model without submodules (its engine would refer to it through its own leaves) and a
     configuration that is not hashable (e.g. custom unhashable rules) get a fresh engine.
     """
-    key = _config_key(rules, input_bounds, canonizers, overrides)
+    key = _config_key(rules, input_bounds, canonizers, overrides, output)
     if key is None or not isinstance(model, nn.Module) or not any(model.children()):
         return RelevanceEngine(
-            model, rules, input_bounds, canonizers, keep_denominators=False, overrides=overrides
+            model,
+            rules,
+            input_bounds,
+            canonizers,
+            keep_denominators=False,
+            overrides=overrides,
+            output=output,
         )
     with _REGISTRY_LOCK:
         engines = _ENGINES.setdefault(model, {})
         engine = engines.get(key)
     if engine is None:
         engine = _WeakModelEngine(
-            model, rules, input_bounds, canonizers, keep_denominators=False, overrides=overrides
+            model,
+            rules,
+            input_bounds,
+            canonizers,
+            keep_denominators=False,
+            overrides=overrides,
+            output=output,
         )
         with _REGISTRY_LOCK:
             engine = engines.setdefault(key, engine)

@@ -26,18 +26,19 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .advice import refusal
+from .attention import ProductRule
+from .bounds import through
 from .canonizers import merge_batchnorm
-from .errors import UnsupportedLayerError
 from .hooks import ForwardRecorder, Node, _RelevanceFn
-from .opnodes import Alias, Call, OpFn, OpNode
+from .opnodes import Absorb, Alias, Call, ConstantTokens, OpFn, OpNode
 from .ops import LinearOp
-from .optable import KINDS, LINEAR_CLASSES, MAX_POOL_OPS, is_inplace, op_name
+from .optable import KINDS, LINEAR_CLASSES, MAX_POOL_OPS, SHAPE_ARGUMENT, is_inplace, op_name
 from .rules import Gate, Gradient, LinearRule, Norm, OpRule, Pass, Rule
 
 _CONV_ARGS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
-_ATTENTION_OPS = frozenset(
-    {"matmul", "bmm", "einsum", "multi_head_attention_forward", "scaled_dot_product_attention"}
-)
+_RESAMPLE_ARGS = ("input", "size", "scale_factor", "mode")
+_CONCAT = frozenset({"cat", "concat", "concatenate"})
 _BN_ARGS = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
 
 
@@ -71,6 +72,20 @@ class _Op:
         args, kwargs = self.detached()
         with torch.no_grad():
             return self.func(*args, **kwargs)
+
+    def call(self) -> Call:
+        """The op as a function of its signal operands (the others fixed, detached)."""
+        args, kwargs = self.detached()
+        return Call(self.func, args, kwargs, self.keys, self.inplace)
+
+    def holding_constant(self, indices: list[int]) -> _Op:
+        """This op with the signal operands at ``indices`` held constant (no relevance)."""
+        signals = [
+            (k, t)
+            for i, (k, t) in enumerate(zip(self.keys, self.signals, strict=True))
+            if i not in indices
+        ]
+        return _Op(self.func, self.args, self.kwargs, signals, self.name, self.node_name, self.path)
 
 
 def _detach(value: Any) -> Any:
@@ -119,6 +134,10 @@ class OpHandler:
         if not signals:
             return func(*args, **kwargs)
         name = op_name(func)[0]
+        if name in SHAPE_ARGUMENT:  # x.expand_as(y): y gives its shape only
+            signals = [(k, t) for k, t in signals if k == (0,)]
+            if not signals:
+                return func(*args, **kwargs)
         path = rec.stack[-1] if rec.stack else ""
         count = self.counts.get((path, name), 0)
         self.counts[(path, name)] = count + 1
@@ -133,6 +152,11 @@ class OpHandler:
         if rule is not None and not (kind == "linear" and isinstance(rule, LinearRule)):
             return self._ruled(op, rule)
         return self._default(op, kind)
+
+    def gate_operands(self, op: _Op) -> list[int]:
+        """Indices of the op's signal operands that were made by a gate (softmax, sigmoid)."""
+        info = self.rec.info
+        return [i for i, t in enumerate(op.signals) if getattr(info.get(t), "gate", False)]
 
     # ---------------------------------------------------------------- dispatch
     def _ruled(self, op: _Op, rule: Rule) -> Any:
@@ -168,18 +192,30 @@ class OpHandler:
             if n != 1 or op.keys[0] not in ((0,), ("kw", "input")):
                 self._refuse(op, "its weight or statistics depend on the input")
             return self._norm(op)
+        if kind == "stat":  # a normaliser: a constant for relevance (untagged)
+            return op.func(*op.args, **op.kwargs)
         if kind == "add":
             if n == 1:
-                return self._pass(op)
+                return self._pass(op, bounds=self._bounds(op))
             return self._node(op, Norm(eps=self.rec.ruleset.sum_eps), layer=True)
         if kind == "mul":
-            return self._pass(op) if n == 1 else self._node(op, self._gate(op), layer=True)
+            if n == 1:
+                return self._pass(op, bounds=self._bounds(op))
+            return self._node(op, self._product(op), layer=True)
         if kind == "div":
             if op.keys[0] != (0,):
                 self._refuse(op, "a division by an input-dependent tensor")
-            return self._pass(op) if n == 1 else self._node(op, Gate(gate=1), layer=True)
+            if n == 1:
+                return self._pass(op, bounds=self._bounds(op))
+            return self._node(op, Gate(gate=1), layer=True)
+        if kind == "addcmul":
+            return self._addcmul(op)
         if kind == "zrule":
             return self._node(op, self._zrule(op), layer=True)
+        if kind == "resample":
+            if _nearest(op):  # each output copies one input
+                return self._route(op)
+            return self._node(op, Norm(eps=self.rec.ruleset.sum_eps), layer=True)
         if kind == "linear":
             return self._linear(op)
         out = op.func(*op.args, **op.kwargs)
@@ -190,19 +226,57 @@ class OpHandler:
     # ---------------------------------------------------------------- kinds
     def _route(self, op: _Op) -> Any:
         rec = self.rec
+        bounds = None if op.inplace else self._bounds(op)
         out = op.func(*op.args, **op.kwargs)
         gate = all(getattr(rec.info.get(t), "gate", False) for t in op.signals)
         if op.inplace and op.args and isinstance(op.args[0], Tensor):
             rec.tag(op.args[0], None, gate)
         if op.name in MAX_POOL_OPS and isinstance(out, Tensor):
-            call = Call(op.func, op.detached()[0], op.detached()[1], op.keys, op.inplace)
-            node = OpNode(op.node_name, Gradient(), call, [], out.detach(), rec.ledger, True)
+            node = OpNode(op.node_name, Gradient(), op.call(), [], out.detach(), rec.ledger, True)
             rec.add_layer(op.node_name, out, node)
             out = Alias.apply(out)
-        rec.tag(out, None, gate)
+        if op.name in _CONCAT and isinstance(out, Tensor):
+            out = self._constant_tokens(op, out)
+        rec.tag(out, None, gate, bounds)
         return out
 
-    def _pass(self, op: _Op, gate: bool = False) -> Any:
+    def _constant_tokens(self, op: _Op, out: Tensor) -> Tensor:
+        """``cat`` of a signal with constant tensors (a class token): mark the constant slots,
+        whose relevance stays there (:class:`~.opnodes.Absorb`)."""
+        parts = op.args[0] if op.args else None
+        if not isinstance(parts, (list, tuple)) or not out.is_floating_point():
+            return out
+        signal = {key[1] for key in op.keys if key[0] == 0 and len(key) == 2}
+        if len(signal) == len(parts):
+            return out
+        dim = op.args[1] if len(op.args) > 1 else op.kwargs.get("dim", 0)
+        mask = torch.cat(
+            [torch.full(t.shape, i in signal, device=out.device) for i, t in enumerate(parts)],
+            dim=dim,
+        )
+        rec = self.rec
+        rec.absorbing[op.node_name] = ~mask
+        handle = Absorb.apply(ConstantTokens(op.node_name, mask, rec.ledger), out)
+        rec.add_layer(op.node_name, handle, out)  # the token sequence, class token included
+        return Alias.apply(handle)
+
+    def _bounds(self, op: _Op) -> tuple[Tensor, Tensor] | None:
+        """z^B bounds of the op's result, before the first layer (:mod:`.bounds`): for ops
+        that move values or are element-wise affine with constants, when every signal has
+        bounds."""
+        rec = self.rec
+        if rec.first_seen or op.inplace:
+            return None
+        known = [rec.bounds_of(t) for t in op.signals]
+        if any(b is None for b in known):
+            return None
+        call = op.call()
+        lows, highs = [b[0] for b in known], [b[1] for b in known]  # type: ignore[index]
+        return through(call, lows, highs)
+
+    def _pass(
+        self, op: _Op, gate: bool = False, bounds: tuple[Tensor, Tensor] | None = None
+    ) -> Any:
         target = op.args[0] if op.args else None
         if op.inplace and target is op.signals[0]:
             # in place on a graph-free alias: the data changes, the graph keeps the identity
@@ -211,9 +285,16 @@ class OpHandler:
             if gate:
                 self.rec.tag(target, None, True)
             return target
-        return self._node(op, Pass(), layer=False, gate=gate)
+        return self._node(op, Pass(), layer=False, gate=gate, bounds=bounds)
 
-    def _node(self, op: _Op, rule: Rule, layer: bool, gate: bool = False) -> Any:
+    def _node(
+        self,
+        op: _Op,
+        rule: Rule,
+        layer: bool,
+        gate: bool = False,
+        bounds: tuple[Tensor, Tensor] | None = None,
+    ) -> Any:
         rec = self.rec
         args, kwargs = op.detached()
         call = Call(op.func, args, kwargs, op.keys, op.inplace)
@@ -237,24 +318,36 @@ class OpHandler:
                 result.copy_(handle)
         else:
             result = Alias.apply(handle) if layer else handle
-        rec.tag(result, node, gate)
+        rec.tag(result, node, gate, bounds)
         if layer:
             rec.add_layer(op.node_name, handle, node)
         return result
 
-    def _gate(self, op: _Op) -> Gate:
-        info = self.rec.info
-        gates = [i for i, t in enumerate(op.signals) if getattr(info.get(t), "gate", False)]
+    def _product(self, op: _Op) -> Rule:
+        """The rule of ``a * b`` with two input-dependent operands.
+
+        A gate (made by sigmoid, hard-sigmoid or softmax, or the one operand broadcast over the
+        other: squeeze-excitation) is held constant and the other operand gets all relevance.
+        Two operands that both carry signal (``silu(x1) * x2`` in SwiGLU, StarNet's star, a
+        gMLP's spatial gating) share it by AttnLRP's uniform rule (each half of its epsilon
+        share, conservative for a product: :class:`~.attention.ProductRule`).
+        """
+        gates = self.gate_operands(op)
         if len(gates) != 1:
             size = torch.broadcast_shapes(*(t.shape for t in op.signals)).numel()
             gates = [i for i, t in enumerate(op.signals) if t.numel() < size]
-        if len(gates) != 1:
-            self._refuse(
-                op,
-                "a product of two input-dependent tensors where neither operand is recognisably "
-                "a gate (made by sigmoid/hardsigmoid/softmax, or broadcast)",
-            )
-        return Gate(gate=gates[0])
+        if len(gates) == 1:
+            return Gate(gate=gates[0])
+        return ProductRule(eps=self.rec.ruleset.sum_eps)
+
+    def _addcmul(self, op: _Op) -> Any:
+        """``input + value * t1 * t2``: pass with one signal; the z rule when it is linear in
+        its signals jointly (``input`` and one factor)."""
+        if len(op.signals) == 1:
+            return self._pass(op)
+        if len(op.signals) == 2 and (0,) in op.keys:
+            return self._node(op, Norm(eps=self.rec.ruleset.sum_eps), layer=True)
+        return self._refuse(op, "a product of two input-dependent factors")
 
     def _zrule(self, op: _Op) -> Rule:
         rs = self.rec.ruleset
@@ -295,6 +388,7 @@ class OpHandler:
         result = self._pass(op)
         producer.bn = bn  # type: ignore[assignment]
         producer.weight, producer.bias = merged
+        producer.weight_key = None  # made in this call: compared by value (engine cache)
         producer.merged_out = result.detach()
         producer.versions[False] = result._version
         return result
@@ -306,59 +400,71 @@ class OpHandler:
         weight, bias = bound.get("weight"), bound.get("bias")
         if op.keys not in ([(0,)], [("kw", "input")]) or not isinstance(weight, Tensor):
             return self._refuse(op, "its weight or bias depends on the input")
+        inp = op.signals[0]
+        name, module = op.node_name, rec.op_level.get(op.path)
+        if module is not None and name == f"{op.path}:{op.name}":
+            name = op.path  # a Conv/Linear module's own call: the layer keeps the module name
+        else:
+            module = None
+        rec.check_first(name, (weight, int(bound.get("groups", 1))), inp)
         is_first = not rec.first_seen
         rec.first_seen = True
-        rs = rec.ruleset
-        rule = rs.by_name.get(op.node_name) or rs.by_op.get(op.name)
-        owner = rec.params.get(id(weight))
-        if rule is None and owner is not None:
-            module = rec.model.get_submodule(owner[0])
-            rule = rs.rule_for(owner[0], module, is_first)
-        if rule is None:
-            rule = rs.rule_for_type(LINEAR_CLASSES[op.name], is_first)
+        rule = self._linear_rule(op, name, module, weight, is_first)
         if isinstance(rule, (Pass, Gradient, Norm, Gate, OpRule)):
             return self._ruled(op, rule)
         if not isinstance(rule, LinearRule):
             return self._refuse(op, "no Conv/Linear rule in the preset")
         out = op.run_detached()
-        inp = op.signals[0]
-        node = Node(op.node_name, None, rule, inp, out.detach())
+        node = Node(name, None, rule, inp, out.detach())
         node.ledger = rec.ledger
         rec.keep(node, node.a)
-        node.op = LinearOp.from_call(op.name, weight, bound, op.node_name)
+        node.op = LinearOp.from_call(op.name, weight, bound, name)
         node.weight = weight.detach()
         node.bias = None if bias is None else bias.detach()
-        node.weight_key = (weight.data_ptr(), weight._version)
+        node.weight_key = (weight.data_ptr(), weight._version, weight.shape, weight.stride())
+        if is_first:
+            rec.first_layer_node(node, inp)
         handle = _RelevanceFn.apply(inp, node)
         rec.nodes.append(node)
-        rec.add_layer(op.node_name, handle, node)
+        rec.add_layer(name, handle, node)
         result = Alias.apply(handle)
         rec.tag(result, node)
         return result
 
+    def _linear_rule(
+        self, op: _Op, name: str, module: nn.Module | None, weight: Tensor, is_first: bool
+    ) -> Rule | None:
+        """The rule of a functional Conv/Linear call: by node name, op, calling module (a
+        Conv/Linear module with its own forward), the weight's owner, then the op's type."""
+        rs = self.rec.ruleset
+        rule = rs.by_name.get(op.node_name) or rs.by_op.get(op.name)
+        if rule is None and module is not None:
+            rule = rs.rule_for(name, module, is_first)
+        owner = None if rule is not None else self.rec.params.get(id(weight))
+        if owner is not None:
+            rule = rs.rule_for(owner[0], self.rec.model.get_submodule(owner[0]), is_first)
+        if rule is None:
+            rule = rs.rule_for_type(LINEAR_CLASSES[op.name], is_first)
+        return rule
+
     # ---------------------------------------------------------------- errors
     def _refuse(self, op: _Op, why: str) -> Any:
-        where = f"module {op.path!r}" if op.path else "the model's own forward"
-        for owner in (torch, torch.nn.functional, torch.Tensor):
-            if hasattr(owner, op.name):
-                key = f"{owner.__name__ if owner is not torch.Tensor else 'torch.Tensor'}.{op.name}"
-                break
-        else:
-            key = None
-        every = f", or overrides={{{key}: Pass()}} for every call of it" if key else ""
-        if op.name in _ATTENTION_OPS:
-            every += (
-                "; for attention (transformers) use rules='attnlrp' or rules='cp_lrp', which "
-                "have rules for matmul, softmax, LayerNorm and fused attention"
-            )
-        raise UnsupportedLayerError(
-            f"no relevance rule for operation {op.name!r} ({why}), called in {where}; its node is "
-            f"{op.node_name!r}. If relevance passes through it unchanged (an element-wise op), "
-            f"extend the preset: RelevanceEngine(model, rules=..., overrides={{{op.node_name!r}: "
-            f"Pass()}}) (the same overrides= works in cw.Explainer, cw.lrp and cw.clrp){every}. "
-            "Norm() gives a linear op the z rule, Gate(gate=i) a product whose operand i is a gate "
-            "(rules from clrp_widgets.engine.rules). Or rewrite the operation."
-        )
+        """Raise an :class:`UnsupportedLayerError` whose advice runs (:mod:`.advice`); kept
+        on the recorder too, since torch turns a TypeError inside ``a * b`` into
+        NotImplemented, and Python then tries the reflected or out-of-place operator: the first
+        refusal is the one the user's code met."""
+        err = refusal(op, why, self.rec.ruleset)
+        if self.rec.refusal is None:
+            self.rec.refusal = err
+        raise err
+
+
+def _nearest(op: _Op) -> bool:
+    """Whether an interpolate/upsample call copies values (the nearest modes)."""
+    if op.name == "upsample_bilinear":
+        return False
+    mode = dict(zip(_RESAMPLE_ARGS, op.args, strict=False)).get("mode", "nearest")
+    return str(op.kwargs.get("mode", mode)).startswith("nearest")
 
 
 def _has_float(value: Any) -> bool:

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .rules import Gate, Norm, OpRule, Pass, Rule, stabilize
+from .rules import Gate, Norm, OpRule, Pass, Rule, is_identity, stabilize
 
 
 class Ledger:
@@ -145,7 +145,7 @@ class OpNode:
 
     def _z_rule(self, rule: Norm, R: Tensor) -> tuple[Tensor | None, ...]:
         values = self._intact_signals()
-        if rule.pass_identity and len(values) == 1 and values[0].shape == R.shape:
+        if rule.pass_identity and len(values) == 1 and is_identity(values[0], self.output()):
             return (R,)
         with torch.enable_grad():
             leaves = [v.detach().requires_grad_(True) for v in values]
@@ -190,6 +190,35 @@ class OpFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, R: Tensor) -> tuple[Tensor | None, ...]:
         return (None, *ctx.node.relevances(R))
+
+
+class ConstantTokens:
+    """A concatenation of a signal with constants (a class token): where its slots are."""
+
+    def __init__(self, name: str, mask: Tensor, ledger: Ledger) -> None:
+        self.name = name
+        self.mask = mask  # True where the result holds a signal entry
+        self.ledger = ledger
+
+
+class Absorb(torch.autograd.Function):
+    """Identity; its backward records the relevance that the constant slots keep.
+
+    Relevance at a constant token's slot (a class, distillation or register token) stays there,
+    as a bias's share would: the gradient routing of ``cat`` drops it. The record lets the
+    conservation guard account for it instead of reporting a leak.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, node: ConstantTokens, x: Tensor) -> Tensor:
+        ctx.node = node
+        return x.detach()
+
+    @staticmethod
+    def backward(ctx: Any, R: Tensor) -> tuple[None, Tensor]:
+        node = ctx.node
+        node.ledger.record(node.name, R, (R * node.mask,))
+        return None, R
 
 
 class Alias(torch.autograd.Function):

@@ -19,14 +19,34 @@ CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 LINEAR_TYPES = (nn.Linear, *CONV_TYPES)
 
 
+_STOCK = {cls: (cls.forward, getattr(cls, "_conv_forward", None)) for cls in LINEAR_TYPES}
+
+
+def runs_at_op_level(module: nn.Module) -> bool:
+    """Whether a Conv/Linear module is explained through the functional call it makes.
+
+    True when its class overrides ``forward`` (or ``_conv_forward``) of the torch class it
+    derives from, e.g. timm's ``StdConv2d`` (standardises its weight first) or ``Conv2dSame``
+    (pads first), or when it pads other than with zeros (``padding_mode="reflect"``: a pad,
+    then a convolution without padding). The rule then reads the weight and padding that
+    ``F.conv2d``/``F.linear`` actually get.
+    """
+    base = next(cls for cls in LINEAR_TYPES if isinstance(module, cls))
+    forward, conv_forward = _STOCK[base]
+    cls = type(module)
+    if cls.forward is not forward or getattr(cls, "_conv_forward", None) is not conv_forward:
+        return True
+    return getattr(module, "padding_mode", "zeros") != "zeros"
+
+
 class LinearOp:
     """The affine map of one ``nn.Linear`` or ``nn.ConvNd`` module, with weights passed per call.
 
     Parameters
     ----------
     module
-        The layer. Convolutions need ``padding_mode="zeros"`` and numeric (or symmetric
-        ``"same"``/``"valid"``) padding.
+        The layer, with its stock ``forward`` (else :func:`runs_at_op_level`): numeric (or
+        symmetric ``"same"``/``"valid"``) zero padding.
     name
         The module's path in the model, for error messages.
     """
@@ -36,12 +56,6 @@ class LinearOp:
         if not self.is_conv:
             return
         assert isinstance(module, CONV_TYPES)
-        if module.padding_mode != "zeros":
-            raise UnsupportedLayerError(
-                f"module {name!r} uses padding_mode={module.padding_mode!r}; only 'zeros' is "
-                f"supported. Map it to another rule, e.g. rules={{{name!r}: Pass()}}, or use "
-                "zero padding."
-            )
         self.dims = len(module.kernel_size)
         self.stride = module.stride
         self.dilation = module.dilation

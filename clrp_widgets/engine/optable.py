@@ -8,7 +8,8 @@ Kinds
 -----
 ``route``
     The plain gradient routes relevance correctly (0/1 routing: views, reshapes, cat, split,
-    getitem, pad, channel shuffle, dropout in eval, and max pooling, which is winner-takes-all).
+    getitem, pad, channel shuffle, dropout in eval, sorting, and max pooling and other selections
+    (max, min, topk), which are winner-takes-all).
 ``pass``
     Element-wise, relevance passes unchanged (activations; norms with the normaliser held
     constant; products, sums and quotients with a constant).
@@ -24,8 +25,21 @@ Kinds
     ``conv1d/2d/3d`` and ``linear``: the Conv/Linear rule of the preset.
 ``norm``
     Normalisations: ``pass``; an eval-mode ``batch_norm`` right after a Conv/Linear is merged.
+``resample``
+    ``interpolate`` / ``upsample``: ``route`` in the nearest modes (each output copies one
+    input), the z rule in the others (a fixed linear map of the input).
+``stat``
+    Statistics that only scale a signal (``norm``, ``vector_norm``, ``std``, ``var``): held
+    constant, as a normaliser is (their result is not input-dependent for relevance; a
+    statistic used as a value instead leaks relevance, which the conservation guard reports).
+``addcmul``
+    ``input + value * t1 * t2``: ``pass`` with one input-dependent operand; the z rule when the
+    operands it is linear in jointly are ``input`` and one factor.
 ``const``
     The result does not depend on the input's values (``zeros_like``, ``detach``, ...).
+
+Operations in :data:`SHAPE_ARGUMENT` read only the shape or dtype of their second operand
+(``expand_as``, ``view_as``, ``type_as``): only their first operand carries relevance.
 """
 
 from __future__ import annotations
@@ -45,19 +59,23 @@ pixel_shuffle pixel_unshuffle pad to type float double half bfloat16 cpu cuda vi
 movedim moveaxis swapaxes swapdims dropout dropout1d dropout2d dropout3d alpha_dropout
 feature_alpha_dropout feature_dropout max_pool1d max_pool2d max_pool3d max_pool1d_with_indices
 max_pool2d_with_indices max_pool3d_with_indices adaptive_max_pool1d adaptive_max_pool2d
-adaptive_max_pool3d max amax maximum fmax setitem copy identity T mT
+adaptive_max_pool3d max amax maximum fmax setitem copy identity T mT type_as broadcast_to
+upsample_nearest repeat_interleave unfold min amin minimum fmin sort msort topk
 """
 _PASS = """
 relu relu6 hardtanh leaky_relu elu selu celu gelu silu hardswish mish softplus threshold clamp clip
-clamp_min clamp_max tanh prelu rrelu neg negative positive log_softmax
+clamp_min clamp_max tanh prelu rrelu neg negative positive log_softmax normalize pow square
+sqrt rsqrt exp abs
 """
 _GATE = "sigmoid hardsigmoid softmax"
 _ZRULE = """
 avg_pool1d avg_pool2d avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d
-mean sum
+mean sum fold
 """
 _NORM = "layer_norm group_norm instance_norm batch_norm rms_norm local_response_norm"
 _LINEAR = "conv1d conv2d conv3d linear"
+_RESAMPLE = "interpolate upsample upsample_bilinear"
+_STAT = "norm vector_norm linalg_vector_norm std var frobenius_norm"
 _CONST = """
 zeros_like ones_like empty_like full_like rand_like randn_like randint_like new_zeros new_ones
 new_full new_empty new_tensor detach data
@@ -79,10 +97,13 @@ KINDS: dict[str, str] = {
     **{n: "norm" for n in _NORM.split()},
     **{n: "linear" for n in _LINEAR.split()},
     **{n: "const" for n in _CONST.split()},
+    **{n: "resample" for n in _RESAMPLE.split()},
+    **{n: "stat" for n in _STAT.split()},
+    "addcmul": "addcmul",
     **_ARITH,
 }
-#: op kinds whose nodes are layers (capturable, listed by ``layer_names``)
-LAYER_KINDS = frozenset({"add", "mul", "div", "zrule", "linear", "maxpool"})
+#: ops whose second operand gives only a shape or dtype (it carries no relevance)
+SHAPE_ARGUMENT = frozenset({"expand_as", "view_as", "reshape_as", "type_as"})
 MAX_POOL_OPS = frozenset(n for n in _ROUTE.split() if "max_pool" in n)
 #: the module class whose rule an op-level Conv/Linear call takes by default
 LINEAR_CLASSES: dict[str, type[nn.Module]] = {

@@ -7,7 +7,10 @@ Presets (zennit's names and meanings, plus the CLRP paper's):
     other Conv and Linear layer (the logit layer included), with a z- fallback where z+ is undefined
     (an output with relevance but no positive contribution, from signed input: see ``ZPlus``),
     max-pool winner-takes-all (gradient routing), average pooling by the z rule except at identity
-    size (pass), activations pass.
+    size (pass), activations pass. Attention blocks (in a hybrid CNN or a ViT) are explained
+    conservatively, as CP-LRP does (Ali et al., ICML 2022): the attention map (a softmax) is held
+    constant and AV's relevance goes to V by the z rule; other products of two signals (QK^T,
+    ``silu(a) * b``) take AttnLRP's uniform rule; LayerNorm passes (its normaliser constant).
 ``"epsilon_plus"``
     zennit's EpsilonPlus: z+ with positive bias on Conv, epsilon (1e-6) on Linear.
 ``"epsilon_plus_flat"``
@@ -28,6 +31,12 @@ Presets (zennit's names and meanings, plus the CLRP paper's):
     As ``"attnlrp"`` but the attention is held constant (CP-LRP, Ali et al., ICML 2022): no
     relevance enters the softmax, AV's relevance goes to V. What LXT 2.1 applies to
     torchvision's ViT. Not conservative.
+``"lrp0"``
+    LRP-0 (Bach et al. 2015): the epsilon rule with a 1e-20 stabiliser on every Conv and Linear
+    layer and the z rule on sums and average pooling. On a bias-free piecewise-linear network
+    (ReLU, max pooling, BatchNorm without shift) it equals gradient x input, so it is the
+    engine's independent check against autograd; its maps of deep networks are noisy
+    (Montavon et al. 2019), so it is not an explanation preset.
 
 In all zennit presets, average pooling and residual sums use the z rule (zennit's ``Norm``, 1e-6).
 A custom mapping ``{layer type or module name: Rule}`` may be given instead; names win over types
@@ -71,6 +80,7 @@ PRESETS = (
     "epsilon",
     "attnlrp",
     "cp_lrp",
+    "lrp0",
 )
 #: Bounds of ImageNet-normalised input used by the CLRP authors' code (the default of ``"paper"``).
 PAPER_BOUNDS = (-2.1179, 2.64)
@@ -118,7 +128,6 @@ SHAPE_ONLY = (
     nn.AlphaDropout,
     nn.Flatten,
     nn.Unflatten,
-    nn.Identity,
 )
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -217,10 +226,18 @@ def resolve_rules(
             first=ZBox(low, high, eps=1e-9),
             label=rules,
             sum_eps=1e-9,
+            by_op=_paper_attention(eps=1e-9),
             conservative=True,
         )
     if rules in ("attnlrp", "cp_lrp"):
         return _attention_preset(rules, low, high)
+    if rules == "lrp0":
+        return RuleSet(
+            by_type=[*_base(1e-20, True), (LINEAR_TYPES, Epsilon(eps=1e-20))],
+            label=rules,
+            sum_eps=1e-20,
+            by_op=_paper_attention(eps=1e-20),
+        )
     eps_lin = Epsilon(eps=1e-6)
     conv_rule: Rule = {
         "epsilon_plus": ZPlus(eps=1e-6, bias=True),
@@ -242,6 +259,21 @@ def resolve_rules(
         first_types=first_types,
         label=rules,
     )
+
+
+def _paper_attention(eps: float) -> dict[str, Rule]:
+    """The paper preset at attention: CP-LRP's constant attention, conservative (see
+    :class:`~.attention.GatedProduct`); fused attention is run as its steps."""
+    from .attention import Decompose, GatedProduct
+
+    product = GatedProduct(eps=eps)
+    return {
+        "matmul": product,
+        "bmm": product,
+        "einsum": product,
+        "multi_head_attention_forward": Decompose(),
+        "scaled_dot_product_attention": Decompose(),
+    }
 
 
 def _attention_preset(name: str, low: Bound, high: Bound) -> RuleSet:

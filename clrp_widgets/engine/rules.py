@@ -101,21 +101,28 @@ class Gate(Rule):
 class Norm(Rule):
     """The z rule for parameter-free linear layers (average pooling, residual sums).
 
-    ``R_i = a_i * (df/da_i)^T (R / stabilize(f(a)))``. With ``pass_identity=True`` a layer whose
-    output has its input's shape (e.g. ``AdaptiveAvgPool2d`` at identity size) passes relevance.
+    ``R_i = a_i * (df/da_i)^T (R / stabilize(f(a)))``. With ``pass_identity=True`` a layer that
+    is the identity on this input (``AdaptiveAvgPool2d`` at identity size: its output equals its
+    input) passes relevance. A 3x3 average pooling with stride 1 keeps the shape but is no
+    identity: it takes the z rule.
     """
 
     eps: float = 1e-6
     pass_identity: bool = False
 
     def relevance(self, module: nn.Module, a: Tensor, out: Tensor, R: Tensor) -> Tensor:
-        if self.pass_identity and a.shape == out.shape:
+        if self.pass_identity and is_identity(a, out):
             return R
         s = R / stabilize(out, self.eps)
         with torch.enable_grad():
             a_req = a.detach().requires_grad_(True)
             (g,) = torch.autograd.grad(module.forward(a_req), a_req, s)
         return a * g
+
+
+def is_identity(a: Tensor, out: Tensor) -> bool:
+    """Whether a layer gave back its input unchanged (shape and values)."""
+    return a.shape == out.shape and bool(torch.equal(a, out))
 
 
 class LinearRule(Rule):
@@ -372,9 +379,23 @@ class ZBox(LinearRule):
         key = (tuple(a.shape[1:]), a.dtype, a.device)
         if key not in p["bounds"]:
             low, high = expand_bound(self.low, a), expand_bound(self.high, a)
-            offset = op.forward(low, p["wp"]) + op.forward(high, p["wn"])
-            p["bounds"][key] = (low, high, offset)
-        low, high, offset = p["bounds"][key]
+            p["bounds"][key] = (low, high, self._offset(op, p, low, high))
+        return self._state(op, a, p, *p["bounds"][key])
+
+    def bounded_state(
+        self, op: LinearOp, a: Tensor, p: Prepared, low: Tensor, high: Tensor
+    ) -> State:
+        """:meth:`state` for bounds ``low``/``high`` of ``a``'s shape that came with the data
+        (padding and other transforms of the model input before this layer: :mod:`.bounds`)."""
+        return self._state(op, a, p, low, high, self._offset(op, p, low, high))
+
+    @staticmethod
+    def _offset(op: LinearOp, p: Prepared, low: Tensor, high: Tensor) -> Tensor:
+        return op.forward(low, p["wp"]) + op.forward(high, p["wn"])
+
+    def _state(
+        self, op: LinearOp, a: Tensor, p: Prepared, low: Tensor, high: Tensor, offset: Tensor
+    ) -> State:
         z = op.forward(a, p["w"]).sub_(offset)  # a fresh tensor: stabilised in place
         return {"above_low": a - low, "below_high": a - high, "den": stabilize_(z, self.eps)}
 

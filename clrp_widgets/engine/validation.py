@@ -14,19 +14,18 @@ from torch import Tensor, nn
 
 from .errors import ConfigError, InputError, LayerNotFoundError
 from .locking import model_lock
-from .ops import CONV_TYPES
 from .seeds import CONTRASTS, DUAL_SEEDS
 
 KINDS = ("target", "dual", "contrast")
 
 
-def first_weighted_layer(model: nn.Module) -> nn.Module | None:
-    """The first Conv/Linear module in definition order (used to check the input's shape)."""
-    return next((m for m in model.modules() if isinstance(m, (nn.Linear, *CONV_TYPES))), None)
+def check_input(x: Any) -> Tensor:
+    """Check the input batch ``x``: a non-empty, finite floating-point tensor with a batch axis.
 
-
-def check_input(x: Any, first: nn.Module | None) -> Tensor:
-    """Check the input batch ``x`` (N, C, H, W) against the model's first layer."""
+    Its shape is checked against the first Conv/Linear layer the forward pass reaches (in data
+    flow, so a space-to-depth or a padding before it is taken into account):
+    :func:`check_first_layer`.
+    """
     if not isinstance(x, Tensor):
         raise InputError(
             f"x must be a torch.Tensor of shape (N, C, H, W), got {type(x).__name__}; convert "
@@ -37,40 +36,59 @@ def check_input(x: Any, first: nn.Module | None) -> Tensor:
             f"x has dtype {x.dtype}; relevance needs a floating-point input. Convert it, e.g. "
             "x.float() / 255 for 8-bit images, then normalise as the model expects."
         )
-    expected = 4
-    if isinstance(first, CONV_TYPES):
-        expected = len(first.kernel_size) + 2
-    if isinstance(first, nn.Linear):
-        if x.ndim < 2:
-            raise InputError(
-                f"x has shape {tuple(x.shape)}; a model starting with Linear needs (N, features). "
-                "Add the batch dimension with x.unsqueeze(0)."
-            )
-    elif x.ndim != expected:
-        hint = " Add the batch dimension with x.unsqueeze(0)." if x.ndim == expected - 1 else ""
+    if x.ndim < 2:
         raise InputError(
-            f"x has shape {tuple(x.shape)} (rank {x.ndim}); expected rank {expected}, "
-            f"(N, C, H, W) for a 2-D convolutional model.{hint}"
+            f"x has shape {tuple(x.shape)}; the engine needs a batch (N, C, H, W), or "
+            "(N, features) for a model starting with Linear. Add the batch dimension with "
+            "x.unsqueeze(0)."
         )
     if x.shape[0] == 0:
         raise InputError("x is an empty batch (N = 0); pass at least one sample.")
-    if isinstance(first, CONV_TYPES) and x.shape[1] != first.in_channels:
-        raise InputError(
-            f"x has {x.shape[1]} channels but the model's first layer expects "
-            f"{first.in_channels}; pass (N, {first.in_channels}, H, W) input (e.g. convert "
-            "grey-scale to RGB, or drop an alpha channel)."
-        )
-    if isinstance(first, nn.Linear) and x.shape[-1] != first.in_features:
-        raise InputError(
-            f"x has {x.shape[-1]} features but the model's first layer expects "
-            f"{first.in_features}; flatten or resize the input to match."
-        )
     if not bool(torch.isfinite(x).all()):
         raise InputError(
             "x contains NaN or inf values; replace them (e.g. torch.nan_to_num) or fix the "
             "preprocessing."
         )
     return x
+
+
+def check_first_layer(name: str, layer: Any, value: Tensor, x: Tensor) -> None:
+    """Check what the first Conv/Linear layer reached receives against what it takes.
+
+    ``layer`` is the module, or ``(weight, groups)`` of a functional call; ``value`` its input;
+    ``x`` the model input (named in the message when ``value`` is not ``x`` itself).
+    """
+    weight: Tensor
+    if isinstance(layer, nn.Module):
+        weight, groups = layer.weight, getattr(layer, "groups", 1)  # type: ignore[assignment]
+        kind = type(layer).__name__
+    else:
+        weight, groups = layer
+        kind = "convolution" if weight.ndim > 2 else "linear"
+    is_conv = weight.ndim > 2
+    what = f"the model's first layer {name!r} ({kind})"
+    direct = value is x or value.shape == x.shape
+    got = "x" if direct else f"x of shape {tuple(x.shape)} becomes {tuple(value.shape)}, which"
+    if is_conv:
+        rank, channels = weight.ndim, int(weight.shape[1]) * int(groups)
+        layout = "(N, C, H, W)" if rank == 4 else f"rank-{rank} (N, C, ...)"
+        if value.ndim != rank:
+            hint = " Add the batch dimension with x.unsqueeze(0)." if value.ndim == rank - 1 else ""
+            raise InputError(
+                f"x has shape {tuple(x.shape)} (rank {x.ndim}); {what} expects {layout} "
+                f"input{'' if direct else f', but gets shape {tuple(value.shape)}'}.{hint}"
+            )
+        if value.shape[1] != channels:
+            raise InputError(
+                f"{got} has {value.shape[1]} channels but {what} expects {channels}; pass input "
+                f"with the channels the model was built for (e.g. convert grey-scale to RGB, or "
+                "drop an alpha channel)."
+            )
+    elif value.shape[-1] != weight.shape[-1]:
+        raise InputError(
+            f"{got} has {value.shape[-1]} features but {what} expects {weight.shape[-1]}; "
+            "flatten or resize the input to match."
+        )
 
 
 def check_targets(target: Any, n: int, n_classes: int, device: torch.device) -> Tensor:
@@ -193,6 +211,37 @@ def check_channel(channel: Any, n_channels: int, layer: str) -> int:
             f"channels (0..{n_channels - 1})."
         )
     return channel
+
+
+@contextmanager
+def first_layer_checked(model: nn.Module, x: Tensor) -> Iterator[None]:
+    """Check the input of the first Conv/Linear module the forward pass calls, with a
+    pre-hook on each of them (:func:`check_first_layer`); the hooks are removed on exit."""
+    from .hookids import reserve_hook_ids
+    from .ops import LINEAR_TYPES
+
+    done = False
+
+    def hook(name: str) -> Any:
+        def check(module: nn.Module, args: tuple[Any, ...]) -> None:
+            nonlocal done
+            if not done and args and isinstance(args[0], Tensor):
+                done = True
+                check_first_layer(name, module, args[0], x)
+
+        return check
+
+    reserve_hook_ids(model)
+    handles = [
+        module.register_forward_pre_hook(hook(name))
+        for name, module in model.named_modules()
+        if isinstance(module, LINEAR_TYPES)
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 @contextmanager
