@@ -62,6 +62,10 @@ class Explainer:
         ``{module path, op node name, layer type or torch function: Rule}`` that extends the
         preset rather than replacing it, e.g. ``{"features.1.0.stochastic_depth": Pass()}``.
         Default: the bundle's ``overrides`` (when ``rules`` is the bundle's too), else none.
+    output : str, int or callable, optional
+        Where the class scores are in the model's output when it is not a tensor (a Hugging
+        Face ``ModelOutput``'s ``.logits``, a dict or tuple are found without it): a key or
+        attribute name, an index or a callable. Default: the bundle's ``output``, else None.
 
     Notes
     -----
@@ -84,6 +88,7 @@ class Explainer:
         class_names: Sequence[str] | None = None,
         canonizers: str = "auto",
         overrides: Mapping[Any, Any] | None = None,
+        output: Any = None,
     ) -> None:
         bundle = None if isinstance(model_or_bundle, nn.Module) else model_or_bundle
         model = model_or_bundle if bundle is None else getattr(bundle, "model", None)
@@ -96,6 +101,8 @@ class Explainer:
             input_bounds = getattr(bundle, "input_bounds", None)
         if class_names is None and bundle is not None:
             class_names = getattr(bundle, "class_names", None)
+        if output is None and bundle is not None:
+            output = getattr(bundle, "output", None)
         if rules is None:
             rules = getattr(bundle, "rules", None) or "paper"
             if overrides is None and bundle is not None:
@@ -104,6 +111,8 @@ class Explainer:
         self.class_names = None if class_names is None else [str(n) for n in class_names]
         self.rules = rules
         self.overrides = dict(overrides) if overrides else {}
+        self.canonizers = canonizers
+        self.output = output
         self.model_name = str(getattr(bundle, "name", None) or type(model).__name__)
         self.output_activation = str(getattr(bundle, "output_activation", "softmax"))
         self.engine = RelevanceEngine(
@@ -112,8 +121,26 @@ class Explainer:
             input_bounds=input_bounds,
             canonizers=canonizers,
             overrides=overrides,
+            output=output,
         )
         self.input_bounds = self.engine.input_bounds
+
+    def with_rules(self, rules: str | Mapping[Any, Any]) -> Explainer:
+        """A new Explainer of the same model with ``rules``, keeping every other setting
+        (input bounds, class names, canonizers, ``overrides``, ``output``, model name and
+        output activation); what the Explorer's rules picker builds."""
+        twin = Explainer(
+            self.model,
+            rules=rules,
+            input_bounds=self.input_bounds if self.engine.bounds_given else None,
+            class_names=self.class_names,
+            canonizers=self.canonizers,
+            overrides=self.overrides or None,
+            output=self.output,
+        )
+        twin.model_name = self.model_name
+        twin.output_activation = self.output_activation
+        return twin
 
     @property
     def layer_names(self) -> list[str]:
@@ -540,7 +567,7 @@ class Explainer:
             raise ConfigError(f"unknown baseline {method!r}; choose one of {', '.join(BASELINES)}.")
         x = self._batch(x)
         targets = self._targets(target)
-        result = baseline(self.model, x, targets, method, layer=layer)
+        result = baseline(self.model, x, targets, method, layer=layer, output=self.output)
         heat = as_numpy(result if method == "gradcam" else result.sum(dim=1))
         extra = {"layer": layer or last_conv_name(self.model)} if method == "gradcam" else {}
         return xr.DataArray(

@@ -15,6 +15,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from .engine.memo import memo_engine, one_shot
+from .engine.outputs import OutputSelector
 from .engine.presets import Bound
 from .engine.rules import Rule
 
@@ -28,6 +29,7 @@ def lrp(
     input_bounds: tuple[Bound, Bound] | None = None,
     canonizers: str | Sequence[str] | None = "auto",
     overrides: Mapping[Any, Rule] | None = None,
+    output: OutputSelector = None,
 ) -> Tensor:
     """LRP relevance of class ``target`` at the input, same shape as ``x`` (N, C, H, W).
 
@@ -51,8 +53,12 @@ def lrp(
     overrides
         ``{module path, op node name, layer type or torch function: Rule}`` extending the preset,
         e.g. ``{"features.1.0.stochastic_depth": Pass(), torch.erf: Pass()}``.
+    output
+        Where the class scores are in a model output that is not a tensor: None finds a Hugging
+        Face ``ModelOutput``'s ``.logits``, a ``"logits"`` entry or a tuple's only
+        ``(N, classes)`` tensor; else a key or attribute name, an index or a callable.
     """
-    engine = memo_engine(model, rules, input_bounds, canonizers, overrides)
+    engine = memo_engine(model, rules, input_bounds, canonizers, overrides, output)
     out = one_shot(engine, lambda e: e.run(x, target, contrast="lrp", kinds=("target",)))
     return out.input[0]
 
@@ -68,6 +74,7 @@ def clrp(
     dual_seed: str = "uniform",
     canonizers: str | Sequence[str] | None = "auto",
     overrides: Mapping[Any, Rule] | None = None,
+    output: OutputSelector = None,
 ) -> Tensor:
     """Contrastive LRP map ``max(0, R_target - R_dual)`` at the input, same shape as ``x``.
 
@@ -77,7 +84,7 @@ def clrp(
     :meth:`RelevanceEngine.run`). The other arguments are as in :func:`lrp`. The difference is
     computed in one backward pass of the seed difference.
     """
-    engine = memo_engine(model, rules, input_bounds, canonizers, overrides)
+    engine = memo_engine(model, rules, input_bounds, canonizers, overrides, output)
     out = one_shot(
         engine,
         lambda e: e.run(x, target, contrast=variant, kinds=("contrast",), dual_seed=dual_seed),
