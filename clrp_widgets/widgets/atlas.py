@@ -53,14 +53,7 @@ class AtlasPanel(w.VBox):
     """
 
     def __init__(self, explainer: Any, store: Any, data: Any, x: Any, *, k: int = 8) -> None:
-        from clrp_widgets.explainer import Explainer
-
-        self.explainer = Explainer(
-            explainer.model,
-            rules=explainer.rules,
-            input_bounds=explainer.input_bounds,
-            class_names=explainer.class_names,
-        )
+        self.explainer = explainer.with_rules(explainer.rules)  # its own engine, every setting
         self.store = zstore.local_path(store)
         self.table = checked_table(self.store, data)
         root = xr.open_zarr(self.store, chunks=None, consolidated=True)

@@ -171,12 +171,7 @@ def explainers(source: Any, rules: str | None) -> tuple[Any, dict[str, Any], str
         def make(name: str) -> Explainer:
             if name == own:
                 return source
-            return Explainer(
-                source.model,
-                rules=name,
-                input_bounds=source.input_bounds,
-                class_names=source.class_names,
-            )
+            return source.with_rules(name)  # keeps overrides, canonizers, bounds, names
 
         rules = rules or own
         return make, {own: source}, rules, None
