@@ -63,7 +63,7 @@ from clrp_widgets.widgets.thumbnails import ThumbnailGrid
 
 __all__ = ["CONTRASTS", "RULES", "Explorer", "demo", "wait_for_explorers"]
 
-RULES = list(PRESETS)
+RULES = [p for p in PRESETS if p != "lrp0"]  # lrp0 is the autograd oracle, not for maps
 NEURON_MODES = [("conditional (decision)", "decision"), ("neuron vs its layer", "neuron")]
 SIGNED_BY_DEFAULT = {"gradient", "gradient_x_input", "deconvnet", "guided_backprop"}
 THUMBNAILS = 12
