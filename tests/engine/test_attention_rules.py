@@ -29,8 +29,8 @@ def explain(model: nn.Module, x: Tensor, target: int, rules: str = "attnlrp") ->
     return out.input[0, 0]
 
 
-def stab(z: float) -> float:
-    return z + (-EPS if z < 0 else EPS)
+def stab(z: float, eps: float = EPS) -> float:
+    return z + (-eps if z < 0 else eps)
 
 
 class SoftmaxOut(nn.Module):
@@ -55,7 +55,9 @@ class Bilinear(nn.Module):
         return torch.matmul(x[:, 0], x[:, 1]).flatten(1)
 
 
-def _uniform_reference(a: Tensor, b: Tensor, target: int) -> tuple[Tensor, Tensor]:
+def _uniform_reference(
+    a: Tensor, b: Tensor, target: int, eps: float = EPS
+) -> tuple[Tensor, Tensor]:
     """Loops: R_a[i,k] = 1/2 sum_j a_ik b_kj R_ij / z_ij and R_b[k,j] = 1/2 sum_i (same)."""
     z = a @ b
     R = torch.zeros_like(z)
@@ -64,7 +66,7 @@ def _uniform_reference(a: Tensor, b: Tensor, target: int) -> tuple[Tensor, Tenso
     for i in range(2):
         for j in range(2):
             for k in range(2):
-                share = a[i, k] * b[k, j] * R[i, j] / stab(float(z[i, j]))
+                share = a[i, k] * b[k, j] * R[i, j] / stab(float(z[i, j]), eps)
                 ra[i, k] += share / 2
                 rb[k, j] += share / 2
     return ra, rb
@@ -176,12 +178,18 @@ def test_residual_sum_splits_in_proportion() -> None:
     assert float(got[1, 0, 0]) == pytest.approx(3.0, abs=1e-6)
 
 
-def test_paper_preset_refuses_attention_with_a_hint() -> None:
-    from clrp_widgets.engine.errors import UnsupportedLayerError
-
-    x = torch.ones(1, 2, 2, 2, dtype=torch.float64)
-    with pytest.raises(UnsupportedLayerError, match="rules='attnlrp'"):
-        RelevanceEngine(Bilinear().eval(), input_bounds=(-10, 10)).run(x, 0, contrast="lrp")
+@pytest.mark.parametrize("target", [0, 3])
+def test_paper_preset_gives_a_product_the_uniform_rule(target: int) -> None:
+    """Under "paper", a product of two signals (QK^T, no gate) takes the uniform rule too:
+    the same maps as the loop reference, and conservative (the two halves sum to the logit)."""
+    a = torch.tensor([[1.0, 2.0], [0.5, -1.0]], dtype=torch.float64)
+    b = torch.tensor([[2.0, 1.0], [3.0, 0.5]], dtype=torch.float64)
+    x = torch.stack([a, b])[None]
+    out = RelevanceEngine(Bilinear().eval(), input_bounds=(-10, 10)).run(x, target, "lrp")
+    ra, rb = _uniform_reference(a, b, target, eps=1e-9)  # the paper preset's stabiliser
+    torch.testing.assert_close(out.input[0, 0, 0], ra, atol=1e-12, rtol=0)
+    torch.testing.assert_close(out.input[0, 0, 1], rb, atol=1e-12, rtol=0)
+    assert float(out.input.sum()) == pytest.approx(float((a @ b).view(-1)[target]), rel=1e-8)
 
 
 class BiasFreeTransformer(nn.Module):

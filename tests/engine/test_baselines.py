@@ -242,7 +242,7 @@ def test_bad_input_is_refused(bad: torch.Tensor, method: str) -> None:
 def test_model_without_flat_logits_is_refused(x: torch.Tensor, method: str) -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
     before = snapshot(model)
-    with pytest.raises(ConfigError, match=r"logits of shape \(N, classes\)"):
+    with pytest.raises(ConfigError, match=r"class scores of shape \(N, classes\)"):
         bl.baseline(model, x, 0, method, layer="0" if method == "gradcam" else None)
     assert_untouched(model, before)
 

@@ -205,10 +205,37 @@ def test_custom_mapping_without_linear_rule_is_unsupported():
         RelevanceEngine(named_cnn(), rules={nn.Conv2d: ZPlus()})
 
 
-def test_unsupported_padding_mode():
-    model = nn.Sequential(nn.Conv2d(3, 2, 3, padding=1, padding_mode="reflect"), nn.Flatten())
-    with raises(UnsupportedLayerError, "'0'", "padding_mode"):
-        RelevanceEngine(model.eval())
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_padding_modes_are_explained_as_pad_then_convolution(mode):
+    """A conv with padding_mode != "zeros" is its own F.pad + F.conv2d: the same maps as that
+    twin written out, the layer keeps its module name, and relevance is conserved."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, padding=1, padding_mode=mode, bias=False)
+    model = nn.Sequential(conv, nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 3, bias=False))
+    plain = nn.Conv2d(3, 4, 3, padding=0, bias=False)
+    plain.weight.data.copy_(conv.weight.data)
+    twin = nn.Sequential(PadThen(plain, mode), *list(model)[1:]).double().eval()
+    model = model.double().eval()
+    x = torch.rand(2, 3, 6, 6, dtype=torch.float64)
+    for rules, contrast in [("paper", "lrp"), ("paper", "clrp1"), ("epsilon", "clrp1")]:
+        want = RelevanceEngine(twin, input_bounds=B, rules=rules).run(x, 1, contrast)
+        got = RelevanceEngine(model, input_bounds=B, rules=rules).run(x, 1, contrast)
+        torch.testing.assert_close(got.input, want.input, rtol=0, atol=1e-12)
+    tree = cw.Explainer(model, input_bounds=B).explain(x, 1, "lrp", layers="all")
+    assert "0" in tree["layers"].children
+    total = float(tree["input"]["relevance"].sum())
+    assert total == pytest.approx(float(tree["logits"].values[:, 1].sum()), rel=1e-6)
+
+
+class PadThen(nn.Module):
+    """F.pad(x, 1, mode) then a convolution without padding."""
+
+    def __init__(self, conv: nn.Module, mode: str) -> None:
+        super().__init__()
+        self.conv, self.mode = conv, mode
+
+    def forward(self, x):
+        return self.conv(torch.nn.functional.pad(x, (1, 1, 1, 1), mode=self.mode))
 
 
 def test_layer_not_found_suggests_closest_names():
