@@ -13,7 +13,13 @@ one markdown row per model:
 
     PYTHONPATH=$PWD .venv/bin/python bench/zoo.py [--models resnet18 densenet121]
 
-Not a test: ``tests/engine/test_zoo.py`` asserts the same figures.
+``--timm`` and ``--hf`` print the matrix of models nobody here wrote instead (issue 20,
+``tests/engine/zoo_external.py``): every timm model of the matrix and every Hugging Face image
+classifier family that builds from a config, CNNs under ``"paper"`` and models with attention
+under both ``"paper"`` and ``"attnlrp"``.
+
+Not a test: ``tests/engine/test_zoo.py``, ``test_zoo_timm.py`` and ``test_zoo_hf.py`` assert
+the same figures.
 """
 
 from __future__ import annotations
@@ -67,15 +73,66 @@ def row(name: str) -> str:
     )
 
 
+def external_rows(library: str, names: list[str]) -> list[str]:
+    """One row per model and preset of the timm / Hugging Face matrix."""
+    import zoo_external as zx
+
+    attention = set(zx.TIMM_ATTENTION) | zx.HF_ATTENTION
+    build = zx.build_timm if library == "timm" else zx.build_hf
+    rows = []
+    for name in names:
+        start = time.perf_counter()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                case = build(name)
+        except Exception as err:  # the architecture does not build: not ours to explain
+            rows.append(f"| {name} | {library} | | not built | {type(err).__name__}: {err} |||")
+            print(rows[-1], flush=True)
+            continue
+        built = time.perf_counter() - start
+        for rules in ("paper", "attnlrp") if name in attention else ("paper",):
+            report = zx.measure(case, rules)
+            why = report.why.split(". ")[0].replace("|", "/")
+            error = "" if report.status == "refused" else f"{report.conservation_error:.0e}"
+            size = case.x.shape[-1]
+            rows.append(
+                f"| {name} | {library} | {rules} | {report.status} | {why} | {error} | "
+                f"{report.layers} | {size} px, {built + report.seconds:.1f} s |"
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--models", nargs="*", default=list(ZOO))
+    parser.add_argument("--models", nargs="*", default=None)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--timm", action="store_true", help="the timm matrix (issue 20)")
+    parser.add_argument("--hf", action="store_true", help="the Hugging Face matrix (issue 20)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.timm or args.hf:
+        import zoo_external as zx
+
+        print(
+            "| model | library | rules | status | why | conservation error | layers | input, time |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
+        rows = []
+        if args.timm:
+            rows += external_rows("timm", args.models or [*zx.TIMM_CNN, *zx.TIMM_ATTENTION])
+        if args.hf:
+            rows += external_rows("hf", args.models or list(zx.HF_FAMILIES))
+        counts = {
+            s: sum(f"| {s} |" in r for r in rows)
+            for s in ("exact", "explained", "approximate", "refused", "crash", "not built")
+        }
+        print("\n" + ", ".join(f"{n} {s}" for s, n in counts.items()))
+        return
     print("| model | status | why | conservation error | op-level layers | CLRP2 | input, time |")
     print("|---|---|---|---|---|---|---|")
-    for name in args.models:
+    for name in args.models or list(ZOO):
         print(row(name), flush=True)
 
 
