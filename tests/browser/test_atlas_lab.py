@@ -122,6 +122,10 @@ def _expect_references(page, store, layer, channel, by, target) -> list[int]:
     return [s for s, _ in want]
 
 
+def _sub_neuron_labels(atlas) -> list[str]:
+    return [t.split()[0] for t in atlas.locator(".clrp-atlas-sub").all_inner_texts()]
+
+
 def _tile_pixels(page) -> list[np.ndarray]:
     """The decoded PNGs of the reference tiles (blob or data URLs, fetched in the page)."""
     blobs = page.evaluate(
@@ -192,8 +196,10 @@ def test_clicking_a_neuron_shows_references_and_sub_neurons(lab, atlas_store):
     assert crumbs.count() == 1
     shown = _expect_references(page, store, LAYER, channel, "activation", target)
     assert state["references"] == shown
-    assert [t.split()[0] for t in atlas.locator(".clrp-atlas-sub").all_inner_texts()] == [
-        f"{BELOW}:{c}" for c in subs
-    ]
+    want = [f"{BELOW}:{c}" for c in subs]  # the DOM follows the kernel's state: wait for it
+    deadline = time.monotonic() + 30
+    while _sub_neuron_labels(atlas) != want and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _sub_neuron_labels(atlas) == want
     page.locator(".under-test").screenshot(path=str(ARTIFACTS / "atlas_explorer.png"))
     assert errors == []
