@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from clrp_widgets import methods
 from clrp_widgets.engine.errors import ConfigError
 from clrp_widgets.engine.hookids import reserve_hook_ids
 from clrp_widgets.engine.outputs import OutputSelector, select_logits
@@ -33,7 +34,7 @@ from clrp_widgets.engine.validation import (
 
 Target = int | Sequence[int] | torch.Tensor
 
-BASELINES = ("gradient", "gradient_x_input", "deconvnet", "guided_backprop", "gradcam")
+BASELINES = methods.BASELINES
 
 
 class _ModifiedReLU(torch.autograd.Function):

@@ -30,9 +30,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from clrp_widgets import methods
+
 from .errors import ConfigError
 
-CONTRASTS = ("lrp", "clrp1", "clrp2", "sglrp")
+CONTRASTS = methods.CONTRASTS
 DUAL_SEEDS = ("uniform", "logits")
 
 

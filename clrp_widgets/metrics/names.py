@@ -2,8 +2,10 @@
 and its path checks answer before any heavy import). :mod:`.methods` and :mod:`.runner` hold
 what each name computes; a test keeps both in step."""
 
-RELEVANCE_METHODS = ("lrp", "clrp1", "clrp2", "sglrp")
-BASELINE_METHODS = ("gradient", "gradient_x_input", "deconvnet", "guided_backprop", "gradcam")
+from clrp_widgets import methods
+
+RELEVANCE_METHODS = methods.CONTRASTS
+BASELINE_METHODS = methods.BASELINES
 METHODS = RELEVANCE_METHODS + BASELINE_METHODS
 DEFAULT_METHODS = ("lrp", "clrp1", "clrp2", "sglrp", "gradient", "guided_backprop", "gradcam")
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from clrp_widgets import methods
 from clrp_widgets.engine import RelevanceEngine
 from clrp_widgets.engine.axes import neurons_first
 from clrp_widgets.engine.errors import ConfigError, InputError
@@ -30,7 +31,7 @@ from clrp_widgets.scale.data import SampleTable, sample_table
 from clrp_widgets.scale.worker import EngineSpec, ModelPlugin, explain_chunk, model_fingerprint
 
 log = logging.getLogger("clrp_widgets.scale")
-CONTRASTS = ("lrp", "clrp1", "clrp2", "sglrp")
+CONTRASTS = methods.CONTRASTS
 
 
 @dataclass(frozen=True)

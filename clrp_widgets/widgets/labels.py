@@ -4,26 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-CONTRASTS = [
-    ("LRP", "lrp"),
-    ("CLRP1 (rather than all other classes)", "clrp1"),
-    ("CLRP2 (rather than not the class)", "clrp2"),
-    ("SGLRP", "sglrp"),
-    ("rather than class B", "pairwise"),
-    ("gradient", "gradient"),
-    ("gradient × input", "gradient_x_input"),
-    ("DeConvNet", "deconvnet"),
-    ("Guided BP", "guided_backprop"),
-    ("Grad-CAM", "gradcam"),
-]
-CONTRAST_NAMES = {v: k for k, v in CONTRASTS}
-CONTRAST_TIPS = {
-    "lrp": "LRP: relevance of the target class alone (kind 'target')",
-    "clrp1": "CLRP1: target relevance minus the relevance of all other classes together",
-    "clrp2": "CLRP2: target relevance minus the relevance of 'not the target class'",
-    "sglrp": "SGLRP: target minus the other classes weighted by their softmax probability",
-    "pairwise": "target relevance minus the relevance of class B",
-}
+from clrp_widgets import methods
+
+CONTRASTS = [(m.label, m.name) for m in methods.REGISTRY]  # the picker's (label, value) pairs
+CONTRAST_NAMES = {m.name: m.label for m in methods.REGISTRY}
+CONTRAST_TIPS = {m.name: m.tip for m in methods.REGISTRY if m.tip}
 
 
 class UnitNames:

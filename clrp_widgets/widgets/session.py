@@ -22,13 +22,14 @@ import numpy as np
 import torch
 import xarray as xr
 
+from clrp_widgets import methods
 from clrp_widgets.engine.interrupt import Stopped, stoppable
 from clrp_widgets.results import node_name
 
 __all__ = ["ExplainSession", "Stopped", "View", "stoppable"]
 
-LRP_CONTRASTS = ("lrp", "clrp1", "clrp2", "sglrp", "pairwise")
-BASELINES = ("gradient", "gradient_x_input", "deconvnet", "guided_backprop", "gradcam")
+LRP_CONTRASTS = methods.RELEVANCE
+BASELINES = methods.BASELINES
 
 
 @dataclass(frozen=True)
