@@ -385,14 +385,14 @@ function render({ model, el }) {
     send({ event: "download", format: "netcdf" });
   });
   model.on("msg:custom", (msg, buffers) => {
-    const isFile = msg && (msg.event === "file" || msg.event === "download");
+    const isFile = msg && msg.event === "file";
     if (isFile && buffers && buffers.length) {
-      const name = msg.name || msg.filename || "clrp-result.bin";
+      const name = msg.name || "clrp-result.bin";
       const blob = new Blob([buffers[0]], { type: msg.mime || "application/octet-stream" });
       root.dataset.lastDownload = `${name} ${blob.size}`;
       saveBlob(blob, name);
       message.textContent = `downloaded ${name} (${Math.round(blob.size / 1024)} kB)`;
-    } else if (msg && (msg.event === "file_error" || msg.event === "download_error")) {
+    } else if (msg && msg.event === "file_error") {
       message.textContent = `could not prepare the file: ${msg.message}`;
     }
   });

@@ -2,7 +2,8 @@
 
 Maps travel as one float32 buffer (panels, y, x) and the image as uint8 RGB (y, x, 3), never as
 JSON lists. The front end sends ``{"event": "pixel", "y", "x"}`` when a pixel is clicked and
-``{"event": "neuron", "channel"}`` when an entry of the pixel's neuron list is clicked.
+``{"event": "neuron", "channel", "layer"}`` when an entry of the pixel's neuron list is clicked
+(the Explorer handles that one: it knows which layer the list is of).
 
 Downloads: the PNG is made in the browser. Kernel-made files (netCDF) are asked for with
 ``{"event": "download", "format"}`` and answered with ``{"event": "file", "name", "mime"}`` and
@@ -64,7 +65,6 @@ class HeatmapView(anywidget.AnyWidget):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._pixel_callbacks: list[Callable[[int, int], None]] = []
-        self._neuron_callbacks: list[Callable[[int], None]] = []
         self._providers: dict[str, Callable[[], tuple[str, bytes]]] = {}
         self.on_msg(self._dispatch)
 
@@ -98,10 +98,6 @@ class HeatmapView(anywidget.AnyWidget):
     def on_pixel(self, callback: Callable[[int, int], None]) -> None:
         """Call ``callback(y, x)`` when the user clicks a map pixel."""
         self._pixel_callbacks.append(callback)
-
-    def on_neuron(self, callback: Callable[[int], None]) -> None:
-        """Call ``callback(channel)`` when the user clicks an entry of the pixel's neuron list."""
-        self._neuron_callbacks.append(callback)
 
     def on_download(self, fmt: str, provider: Callable[[], tuple[str, bytes]]) -> None:
         """Offer a kernel-made file: ``provider()`` returns ``(file name, bytes)`` on request.
@@ -191,11 +187,6 @@ class HeatmapView(anywidget.AnyWidget):
                     cb(y, x)
         elif event == "download":
             self._send_file(str(content.get("format", "")))
-        elif event == "neuron":
-            channel = _int(content.get("channel"))
-            if channel is not None:
-                for cb in self._neuron_callbacks:
-                    cb(channel)
 
 
 def _int(value: Any) -> int | None:

@@ -91,7 +91,6 @@ def test_heatmap_ignores_malformed_messages(content):
     view = _view()
     calls: list = []
     view.on_pixel(lambda y, x: calls.append((y, x)))
-    view.on_neuron(calls.append)
     custom(view, content)
     assert calls == []
 
@@ -100,10 +99,8 @@ def test_heatmap_passes_well_formed_clicks():
     view = _view()
     calls: list = []
     view.on_pixel(lambda y, x: calls.append((y, x)))
-    view.on_neuron(calls.append)
     custom(view, {"event": "pixel", "y": 5, "x": 4})
-    custom(view, {"event": "neuron", "channel": 3, "layer": "conv2"})
-    assert calls == [(5, 4), 3]
+    assert calls == [(5, 4)]
 
 
 @pytest.mark.parametrize("channel", [None, "2", True, 2.0, 7])

@@ -45,17 +45,16 @@ def test_heatmap_sends_image_and_maps_as_binary_buffers():
         view.set_maps([np.zeros((4, 4))], ["wrong size"])
 
 
-def test_heatmap_pixel_and_neuron_clicks_reach_python():
+def test_heatmap_pixel_clicks_reach_python():
     view = HeatmapView()
     view.set_image(np.zeros((8, 8, 3), np.uint8))
-    pixels, neurons = [], []
+    pixels = []
     view.on_pixel(lambda y, x: pixels.append((y, x)))
-    view.on_neuron(neurons.append)
     custom(view, {"event": "pixel", "y": 3, "x": 7})
     custom(view, {"event": "pixel", "y": 8, "x": 0})  # outside: ignored
-    custom(view, {"event": "neuron", "channel": 12})
+    custom(view, {"event": "neuron", "channel": 12})  # the Explorer's to handle
     custom(view, {"event": "something else"})
-    assert pixels == [(3, 7)] and neurons == [12]
+    assert pixels == [(3, 7)]
 
 
 def test_heatmap_front_end_controls_update_python_state():
