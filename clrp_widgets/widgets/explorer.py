@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import io
 import weakref
-from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -59,6 +58,7 @@ from clrp_widgets.widgets.sources import (
     image_set,
     layer_type,
 )
+from clrp_widgets.widgets.state import VIEW_KEYS, Choices, check_choice, next_view, toggled
 from clrp_widgets.widgets.thumbnails import ThumbnailGrid
 
 __all__ = ["CONTRASTS", "RULES", "Explorer", "demo", "wait_for_explorers"]
@@ -67,17 +67,6 @@ RULES = [p for p in PRESETS if p != "lrp0"]  # lrp0 is the autograd oracle, not 
 NEURON_MODES = [("conditional (decision)", "decision"), ("neuron vs its layer", "neuron")]
 SIGNED_BY_DEFAULT = {"gradient", "gradient_x_input", "deconvnet", "guided_backprop"}
 THUMBNAILS = 12
-_VIEW_TRAITS = [
-    "target",
-    "contrast",
-    "class_b",
-    "rules",
-    "layer",
-    "channels",
-    "pixel",
-    "neuron_mode",
-    "image",
-]
 _LIVE: weakref.WeakSet[Explorer] = weakref.WeakSet()
 
 
@@ -190,8 +179,8 @@ class Explorer(PanelsMixin, ExportMixin, w.VBox):
         if not 0 <= image < len(self.images.xs):
             raise ConfigError(f"image {image} is out of range; use 0..{len(self.images.xs) - 1}")
         self.rules_options = RULES if rules in RULES else [rules, *RULES]
-        self._check_choice(contrast, [v for _, v in CONTRASTS], "contrast")
-        self._check_choice(rules, self.rules_options, "rules")
+        check_choice(contrast, [v for _, v in CONTRASTS], "contrast")
+        check_choice(rules, self.rules_options, "rules")
         self.session = ExplainSession(make, self.images.xs, built)
         source = next(iter(built.values()), bundle)
         names = getattr(source, "class_names", None)
@@ -231,7 +220,7 @@ class Explorer(PanelsMixin, ExportMixin, w.VBox):
                 self._set_classes(target, class_b)
         self.heatmap.mode = "signed" if contrast in SIGNED_BY_DEFAULT else "positive"
         self._sync_pickers()
-        self.observe(self._on_trait, names=_VIEW_TRAITS)
+        self.observe(self._on_trait, names=list(VIEW_KEYS))
         self.observe(lambda _: self._show_top(), names="top_k")
         self._runner = LatestRunner(self._set_busy, self._show_error)
         _LIVE.add(self)
@@ -275,9 +264,9 @@ class Explorer(PanelsMixin, ExportMixin, w.VBox):
         itself). Raises the error of the request, if it failed (the widget keeps the last view
         that worked).
         """
-        unknown = set(state) - set(_VIEW_TRAITS)
+        unknown = set(state) - set(VIEW_KEYS)
         if unknown:
-            raise ConfigError(f"unknown state {sorted(unknown)}; choose from {_VIEW_TRAITS}")
+            raise ConfigError(f"unknown state {sorted(unknown)}; choose from {list(VIEW_KEYS)}")
         if not self._runner.wait(timeout):  # the model and class names are known from here on
             raise TimeoutError(f"the Explorer did not finish within {timeout} s")
         for key in ("target", "class_b"):
@@ -306,31 +295,34 @@ class Explorer(PanelsMixin, ExportMixin, w.VBox):
             self._revert()
             self.status.value = "cancelled: showing the last finished view"
 
-    def _update(self, **state: Any) -> None:
-        if "contrast" in state:
-            self._check_choice(state["contrast"], [v for _, v in CONTRASTS], "contrast")
-        if "rules" in state:
-            self._check_choice(state["rules"], self.rules_options, "rules")
-        if "layer" in state and self.layer_names:
-            self._check_choice(state["layer"], self.layer_names, "layer")
-        if "layer" in state and state["layer"] != self.layer:
-            state.setdefault("channels", [])
-        if "image" in state:
-            self._check_image(state["image"])
-            if state["image"] != self.image:
-                state.setdefault("pixel", [])
-                state.setdefault("channels", [])
-                state.setdefault("target", -1)  # the new image's most probable class
-                state.setdefault("class_b", -1)
-        if "channels" in state:
-            self._check_channels(state["channels"], state.get("layer", self.layer))
-        if not self._keep_b_apart(state):
+    def _update(self, **request: Any) -> None:
+        """Apply a request through the state machine (:func:`.state.next_view`), then compute."""
+        step = next_view(self._current(), request, self._choices())
+        self.note.value = step.note
+        if step.refused_b:
+            self._sync_pickers()
+        state = step.changes
+        if not state:
             return
         if state.get("contrast", self.contrast) != self.contrast:
             self.heatmap.mode = "signed" if state["contrast"] in SIGNED_BY_DEFAULT else "positive"
         self._set_state(state)
         self._sync_pickers()
         self._submit()
+
+    def _current(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in VIEW_KEYS}
+
+    def _choices(self) -> Choices:
+        return Choices(
+            contrasts=[v for _, v in CONTRASTS],
+            rules=self.rules_options,
+            layers=self.layer_names,
+            n_images=len(self.images.xs),
+            class_names=self.class_names,
+            n_units=self._n_units,
+            probs=self.session.cached_probs(self.rules, self.image),
+        )
 
     def _set_state(self, state: dict[str, Any]) -> None:
         self._updating = True
@@ -340,31 +332,6 @@ class Explorer(PanelsMixin, ExportMixin, w.VBox):
                     setattr(self, key, list(value) if key in ("channels", "pixel") else value)
         finally:
             self._updating = False
-
-    def _keep_b_apart(self, state: dict[str, Any]) -> bool:
-        """Class B never equals the target: a B picked equal to the target is refused (with a
-        note), and a target moved onto B moves B to the most probable other class. Returns
-        whether anything is left to do."""
-        self.note.value = ""
-        target = state.get("target", self.target)
-        if target < 0 or state.get("class_b", self.class_b) != target:
-            return True
-        name = self.class_names[target]
-        if "class_b" in state and "target" not in state:
-            del state["class_b"]
-            self.note.value = f"class B must differ from the target ({name}); pick another class"
-            self._sync_pickers()
-            return bool(state)
-        state["class_b"] = self._other_class(target)
-        self.note.value = (
-            f"class B is now {self.class_names[state['class_b']]}: it must differ from the target"
-        )
-        return True
-
-    def _other_class(self, target: int) -> int:
-        probs = self.session.cached_probs(self.rules, self.image)
-        ranked = np.argsort(-probs) if probs is not None else range(len(self.class_names))
-        return next(int(c) for c in ranked if c != target)
 
     def _on_trait(self, change: dict) -> None:
         if self._updating:
@@ -387,29 +354,9 @@ class Explorer(PanelsMixin, ExportMixin, w.VBox):
             )
         return int(value)
 
-    def _check_image(self, index: Any) -> None:
-        n = len(self.images.xs)
-        if _int(index) is None or not 0 <= index < n:
-            raise ConfigError(f"image {index!r} is out of range; use 0..{n - 1}")
-
-    def _check_channels(self, channels: Sequence[Any], layer: str) -> None:
-        n = self._n_units(layer)
-        for c in channels:
-            if _int(c) is None or c < 0 or (n is not None and c >= n):
-                span = f"0..{n - 1}" if n is not None else "non-negative integers"
-                raise ConfigError(
-                    f"channel {c!r} is out of range for layer {layer}; use {span} "
-                    f"(or change the layer first)"
-                )
-
     def _n_units(self, layer: str) -> int | None:
         """Units of ``layer`` if its tree has been computed (never computes)."""
         return self._shown.get(("units", layer))
-
-    @staticmethod
-    def _check_choice(value: str, choices: Sequence[str], what: str) -> None:
-        if value not in choices:
-            raise ConfigError(f"unknown {what} {value!r}; choose from {list(choices)}")
 
     def toggle_channel(self, channel: int, layer: str | None = None) -> None:
         """Select a channel (keeping at most the last two); a selected one is deselected.
@@ -419,11 +366,8 @@ class Explorer(PanelsMixin, ExportMixin, w.VBox):
         """
         if layer is not None and layer != self.layer:
             return
-        chans = [c for c in self.channels if c != channel]
-        if len(chans) == len(self.channels):
-            chans = [*chans, int(channel)][-2:]
         try:
-            self._update(channels=chans)
+            self._update(channels=toggled(self.channels, channel))
         except ConfigError as exc:
             self._complain(exc)
 
@@ -739,7 +683,7 @@ class Explorer(PanelsMixin, ExportMixin, w.VBox):
         if class_b < 0 or class_b == target:
             class_b = next(c for c in ranked if c != target)
         layer = view.layer or self._asked["layer"] or default_layer(s.explainer(view.rules))
-        self._check_choice(layer, self.layer_names, "layer")
+        check_choice(layer, self.layer_names, "layer")
         resolved = replace(view, target=target, class_b=class_b, layer=layer)
         if resolved != view:
 
