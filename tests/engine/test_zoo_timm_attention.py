@@ -5,6 +5,8 @@ Under the paper preset (attention products under CP-LRP's rule: the attention we
 constant, products split uniformly; DESIGN.md) the input relevance sums to the logit less what
 constant tokens (class, distillation, register tokens) keep, within 1e-6, with no warning.
 Under ``rules="attnlrp"`` (not conservative) the maps are finite, not zero and class-specific.
+
+``make test`` runs the models of ``zoo_external.TIMM_CI``; ``CLRP_ZOO=full`` runs all.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import warnings
 
 import pytest
 import torch
-from zoo_external import TIMM_ATTENTION, Report, build_timm, measure
+from zoo_external import TIMM_ATTENTION, Report, build_timm, measure, timm_matrix
 from zoo_matrix import check_attnlrp, check_conservative, check_refusals
 
 import clrp_widgets as cw
@@ -30,7 +32,7 @@ APPROXIMATE = {
 REFUSED: dict[str, str] = {}
 
 
-@pytest.fixture(scope="module", params=list(TIMM_ATTENTION))
+@pytest.fixture(scope="module", params=timm_matrix(TIMM_ATTENTION))
 def case(request: pytest.FixtureRequest):
     return build_timm(request.param)
 
