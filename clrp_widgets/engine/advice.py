@@ -46,7 +46,7 @@ _WHY = {
 
 
 def refusal(op: Any, why: str, ruleset: Any) -> UnsupportedLayerError:
-    """The error for refused call ``op`` (an ``opmode._Op``) with advice that runs on it."""
+    """The error for refused call ``op`` (an :class:`~.opmode.Op`) with advice that runs on it."""
     where = f"module {op.path!r}" if op.path else "the model's own forward"
     rule = suggestion(op.call(), [t.detach() for t in op.signals])
     head = (

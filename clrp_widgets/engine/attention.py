@@ -51,7 +51,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -59,6 +59,10 @@ from torch.nn import functional as F
 
 from .errors import UnsupportedLayerError
 from .rules import Norm, OpRule, stabilize
+
+if TYPE_CHECKING:
+    from .graph import OpNode
+    from .opmode import Op, OpHandler
 
 _SOFTMAX_ARGS = ("input", "dim")
 _LN_ARGS = ("input", "normalized_shape", "weight", "bias", "eps")
@@ -74,12 +78,12 @@ def _bound(call: Any, names: tuple[str, ...]) -> dict[str, Any]:
 class SoftmaxRule(OpRule):
     """AttnLRP softmax rule ``R_in = x * (R_out - s * sum(R_out))`` (Achtibat et al. 2024)."""
 
-    def apply(self, handler: Any, op: Any) -> Any:
+    def apply(self, handler: OpHandler, op: Op) -> Any:
         if len(op.signals) != 1:
-            handler._refuse(op, "a softmax of more than one input-dependent tensor")
-        return handler._node(op, self, layer=True, gate=True)
+            handler.refuse(op, "a softmax of more than one input-dependent tensor")
+        return handler.node(op, self, layer=True, gate=True)
 
-    def relevances(self, node: Any, R: Tensor) -> tuple[Tensor | None, ...]:
+    def relevances(self, node: OpNode, R: Tensor) -> tuple[Tensor | None, ...]:
         (x,) = node._intact_signals()
         dim = _bound(node.call, _SOFTMAX_ARGS).get("dim")
         if dim is None:
@@ -93,10 +97,10 @@ class SoftmaxRule(OpRule):
 class HoldConstant(OpRule):
     """CP-LRP: the op's output is a constant (no relevance enters it; Ali et al. 2022)."""
 
-    def apply(self, handler: Any, op: Any) -> Any:
+    def apply(self, handler: OpHandler, op: Op) -> Any:
         return op.func(*op.args, **op.kwargs)
 
-    def relevances(self, node: Any, R: Tensor) -> tuple[Tensor | None, ...]:
+    def relevances(self, node: OpNode, R: Tensor) -> tuple[Tensor | None, ...]:
         raise AssertionError("HoldConstant makes no node")
 
 
@@ -106,12 +110,12 @@ class ProductRule(OpRule):
 
     eps: float = 1e-6
 
-    def apply(self, handler: Any, op: Any) -> Any:
+    def apply(self, handler: OpHandler, op: Op) -> Any:
         if len(op.signals) > 2:
-            handler._refuse(op, "a product of more than two input-dependent tensors")
-        return handler._node(op, self, layer=True)
+            handler.refuse(op, "a product of more than two input-dependent tensors")
+        return handler.node(op, self, layer=True)
 
-    def relevances(self, node: Any, R: Tensor) -> tuple[Tensor | None, ...]:
+    def relevances(self, node: OpNode, R: Tensor) -> tuple[Tensor | None, ...]:
         values = node._intact_signals()
         with torch.enable_grad():
             leaves = [v.detach().requires_grad_(True) for v in values]
@@ -137,13 +141,13 @@ class GatedProduct(OpRule):
 
     eps: float = 1e-9
 
-    def apply(self, handler: Any, op: Any) -> Any:
+    def apply(self, handler: OpHandler, op: Op) -> Any:
         gates = handler.gate_operands(op)
         if gates and len(gates) < len(op.signals):
             op = op.holding_constant(gates)
         return ProductRule(eps=self.eps).apply(handler, op)
 
-    def relevances(self, node: Any, R: Tensor) -> tuple[Tensor | None, ...]:
+    def relevances(self, node: OpNode, R: Tensor) -> tuple[Tensor | None, ...]:
         raise AssertionError("GatedProduct makes ProductRule nodes")
 
 
@@ -153,12 +157,12 @@ class LayerNormRule(OpRule):
 
     eps: float = 1e-6
 
-    def apply(self, handler: Any, op: Any) -> Any:
+    def apply(self, handler: OpHandler, op: Op) -> Any:
         if len(op.signals) != 1 or op.keys[0] not in ((0,), ("kw", "input")):
-            handler._refuse(op, "its weight or bias depends on the input")
-        return handler._node(op, self, layer=False)
+            handler.refuse(op, "its weight or bias depends on the input")
+        return handler.node(op, self, layer=False)
 
-    def relevances(self, node: Any, R: Tensor) -> tuple[Tensor | None, ...]:
+    def relevances(self, node: OpNode, R: Tensor) -> tuple[Tensor | None, ...]:
         (x,) = node._intact_signals()
         b = _bound(node.call, _LN_ARGS)
         dims = tuple(range(-len(tuple(b["normalized_shape"])), 0))
@@ -182,10 +186,10 @@ class AffineSum(OpRule):
 
     eps: float = 1e-6
 
-    def apply(self, handler: Any, op: Any) -> Any:
-        return handler._node(op, Norm(eps=self.eps), layer=len(op.signals) == 2)
+    def apply(self, handler: OpHandler, op: Op) -> Any:
+        return handler.node(op, Norm(eps=self.eps), layer=len(op.signals) == 2)
 
-    def relevances(self, node: Any, R: Tensor) -> tuple[Tensor | None, ...]:
+    def relevances(self, node: OpNode, R: Tensor) -> tuple[Tensor | None, ...]:
         raise AssertionError("AffineSum makes Norm nodes")
 
 
@@ -193,18 +197,18 @@ class AffineSum(OpRule):
 class Decompose(OpRule):
     """Run a fused attention call as its steps, each under its own rule (see module docs)."""
 
-    def apply(self, handler: Any, op: Any) -> Any:
+    def apply(self, handler: OpHandler, op: Op) -> Any:
         impls: dict[str, Callable[..., Any]] = {
             "multi_head_attention_forward": _mha,
             "scaled_dot_product_attention": _sdpa,
         }
         impl = impls.get(op.name)
         if impl is None:
-            return handler._refuse(op, "Decompose() knows only fused attention calls")
+            return handler.refuse(op, "Decompose() knows only fused attention calls")
         with handler.rec.mode():
             return impl(*op.args, **op.kwargs)
 
-    def relevances(self, node: Any, R: Tensor) -> tuple[Tensor | None, ...]:
+    def relevances(self, node: OpNode, R: Tensor) -> tuple[Tensor | None, ...]:
         raise AssertionError("Decompose makes no node")
 
 

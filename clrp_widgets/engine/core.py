@@ -44,8 +44,9 @@ from .bounds import of_input
 from .canonizers import resolve_canonizers
 from .errors import ConfigError, InputError, LayerNotFoundError, UnsupportedLayerError
 from .fingerprint import weights_fingerprint
+from .graph import Node
 from .guard import check_ledger, check_model_input, unwrap_compiled
-from .hooks import ForwardRecorder, Node, no_rule_message
+from .hooks import ForwardRecorder, no_rule_message
 from .locking import model_lock
 from .ops import LINEAR_TYPES, LinearOp, runs_at_op_level
 from .outputs import OutputSelector, select_logits

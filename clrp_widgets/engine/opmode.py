@@ -29,11 +29,10 @@ from torch import Tensor, nn
 from .advice import refusal
 from .attention import ProductRule
 from .bounds import through
-from .canonizers import merge_batchnorm
-from .hooks import ForwardRecorder, Node, _RelevanceFn
-from .opnodes import Absorb, Alias, Call, ConstantTokens, OpFn, OpNode
+from .graph import Absorb, Alias, Call, ConstantTokens, OpFn, OpNode
 from .ops import LinearOp
 from .optable import KINDS, LINEAR_CLASSES, MAX_POOL_OPS, SHAPE_ARGUMENT, is_inplace, op_name
+from .recording import Recording
 from .rules import Gate, Gradient, LinearRule, Norm, OpRule, Pass, Rule
 
 _CONV_ARGS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
@@ -42,7 +41,7 @@ _CONCAT = frozenset({"cat", "concat", "concatenate"})
 _BN_ARGS = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
 
 
-class _Op:
+class Op:
     """One intercepted call."""
 
     def __init__(
@@ -78,14 +77,14 @@ class _Op:
         args, kwargs = self.detached()
         return Call(self.func, args, kwargs, self.keys, self.inplace)
 
-    def holding_constant(self, indices: list[int]) -> _Op:
+    def holding_constant(self, indices: list[int]) -> Op:
         """This op with the signal operands at ``indices`` held constant (no relevance)."""
         signals = [
             (k, t)
             for i, (k, t) in enumerate(zip(self.keys, self.signals, strict=True))
             if i not in indices
         ]
-        return _Op(self.func, self.args, self.kwargs, signals, self.name, self.node_name, self.path)
+        return Op(self.func, self.args, self.kwargs, signals, self.name, self.node_name, self.path)
 
 
 def _detach(value: Any) -> Any:
@@ -118,9 +117,15 @@ def _tensors(
 
 
 class OpHandler:
-    """Called by the recorder's TorchFunctionMode for every torch call of the forward pass."""
+    """Called by the recorder's TorchFunctionMode for every torch call of the forward pass.
 
-    def __init__(self, rec: ForwardRecorder) -> None:
+    Op rules (:class:`~.rules.OpRule`, e.g. :mod:`.attention`) get the handler and the call:
+    they read the :attr:`rec` (a :class:`~.recording.Recording`) and build their node with
+    :meth:`node`, or refuse with :meth:`refuse`; :meth:`gate_operands` tells which operands
+    are gates.
+    """
+
+    def __init__(self, rec: Recording) -> None:
         self.rec = rec
         self.counts: dict[tuple[str, str], int] = {}
 
@@ -143,7 +148,7 @@ class OpHandler:
         self.counts[(path, name)] = count + 1
         node_name = f"{path}:{name}" + (f".{count}" if count else "")
         rec.op_names.append(node_name)
-        op = _Op(func, args, kwargs, signals, name, node_name, path)
+        op = Op(func, args, kwargs, signals, name, node_name, path)
         if op.inplace and args and isinstance(args[0], Tensor):
             rec.protect(args[0])
         rs = rec.ruleset
@@ -153,32 +158,30 @@ class OpHandler:
             return self._ruled(op, rule)
         return self._default(op, kind)
 
-    def gate_operands(self, op: _Op) -> list[int]:
+    def gate_operands(self, op: Op) -> list[int]:
         """Indices of the op's signal operands that were made by a gate (softmax, sigmoid)."""
         info = self.rec.info
         return [i for i, t in enumerate(op.signals) if getattr(info.get(t), "gate", False)]
 
     # ---------------------------------------------------------------- dispatch
-    def _ruled(self, op: _Op, rule: Rule) -> Any:
+    def _ruled(self, op: Op, rule: Rule) -> Any:
         if isinstance(rule, OpRule):
             return rule.apply(self, op)
         if isinstance(rule, Gradient):
             return self._route(op)
         if isinstance(rule, Pass):
             if len(op.signals) != 1:
-                self._refuse(op, "Pass() needs exactly one input-dependent operand")
+                self.refuse(op, "Pass() needs exactly one input-dependent operand")
             return self._pass(op)
         if isinstance(rule, Gate):
             if len(op.signals) != 2 or rule.gate not in (0, 1):
-                self._refuse(op, "Gate(gate=i) needs two input-dependent operands, i in (0, 1)")
-            return self._node(op, rule, layer=True)
+                self.refuse(op, "Gate(gate=i) needs two input-dependent operands, i in (0, 1)")
+            return self.node(op, rule, layer=True)
         if isinstance(rule, Norm):
-            return self._node(op, rule, layer=True)
-        return self._refuse(
-            op, f"rule {type(rule).__name__} applies to Conv/Linear operations only"
-        )
+            return self.node(op, rule, layer=True)
+        return self.refuse(op, f"rule {type(rule).__name__} applies to Conv/Linear operations only")
 
-    def _default(self, op: _Op, kind: str | None) -> Any:
+    def _default(self, op: Op, kind: str | None) -> Any:
         n = len(op.signals)
         if kind == "route":
             return self._route(op)
@@ -186,45 +189,45 @@ class OpHandler:
             return op.func(*op.args, **op.kwargs)
         if kind in ("pass", "gate"):
             if n != 1:
-                self._refuse(op, f"{n} input-dependent operands")
+                self.refuse(op, f"{n} input-dependent operands")
             return self._pass(op, gate=kind == "gate")
         if kind == "norm":
             if n != 1 or op.keys[0] not in ((0,), ("kw", "input")):
-                self._refuse(op, "its weight or statistics depend on the input")
+                self.refuse(op, "its weight or statistics depend on the input")
             return self._norm(op)
         if kind == "stat":  # a normaliser: a constant for relevance (untagged)
             return op.func(*op.args, **op.kwargs)
         if kind == "add":
             if n == 1:
                 return self._pass(op, bounds=self._bounds(op))
-            return self._node(op, Norm(eps=self.rec.ruleset.sum_eps), layer=True)
+            return self.node(op, Norm(eps=self.rec.ruleset.sum_eps), layer=True)
         if kind == "mul":
             if n == 1:
                 return self._pass(op, bounds=self._bounds(op))
-            return self._node(op, self._product(op), layer=True)
+            return self.node(op, self._product(op), layer=True)
         if kind == "div":
             if op.keys[0] != (0,):
-                self._refuse(op, "a division by an input-dependent tensor")
+                self.refuse(op, "a division by an input-dependent tensor")
             if n == 1:
                 return self._pass(op, bounds=self._bounds(op))
-            return self._node(op, Gate(gate=1), layer=True)
+            return self.node(op, Gate(gate=1), layer=True)
         if kind == "addcmul":
             return self._addcmul(op)
         if kind == "zrule":
-            return self._node(op, self._zrule(op), layer=True)
+            return self.node(op, self._zrule(op), layer=True)
         if kind == "resample":
             if _nearest(op):  # each output copies one input
                 return self._route(op)
-            return self._node(op, Norm(eps=self.rec.ruleset.sum_eps), layer=True)
+            return self.node(op, Norm(eps=self.rec.ruleset.sum_eps), layer=True)
         if kind == "linear":
             return self._linear(op)
         out = op.func(*op.args, **op.kwargs)
         if not _has_float(out):
             return out  # comparisons, argmax, shape queries: no relevance flows there
-        return self._refuse(op, "no rule is known for it")
+        return self.refuse(op, "no rule is known for it")
 
     # ---------------------------------------------------------------- kinds
-    def _route(self, op: _Op) -> Any:
+    def _route(self, op: Op) -> Any:
         rec = self.rec
         bounds = None if op.inplace else self._bounds(op)
         out = op.func(*op.args, **op.kwargs)
@@ -240,9 +243,9 @@ class OpHandler:
         rec.tag(out, None, gate, bounds)
         return out
 
-    def _constant_tokens(self, op: _Op, out: Tensor) -> Tensor:
+    def _constant_tokens(self, op: Op, out: Tensor) -> Tensor:
         """``cat`` of a signal with constant tensors (a class token): mark the constant slots,
-        whose relevance stays there (:class:`~.opnodes.Absorb`)."""
+        whose relevance stays there (:class:`~.graph.Absorb`)."""
         parts = op.args[0] if op.args else None
         if not isinstance(parts, (list, tuple)) or not out.is_floating_point():
             return out
@@ -260,7 +263,7 @@ class OpHandler:
         rec.add_layer(op.node_name, handle, out)  # the token sequence, class token included
         return Alias.apply(handle)
 
-    def _bounds(self, op: _Op) -> tuple[Tensor, Tensor] | None:
+    def _bounds(self, op: Op) -> tuple[Tensor, Tensor] | None:
         """z^B bounds of the op's result, before the first layer (:mod:`.bounds`): for ops
         that move values or are element-wise affine with constants, when every signal has
         bounds."""
@@ -274,9 +277,7 @@ class OpHandler:
         lows, highs = [b[0] for b in known], [b[1] for b in known]  # type: ignore[index]
         return through(call, lows, highs)
 
-    def _pass(
-        self, op: _Op, gate: bool = False, bounds: tuple[Tensor, Tensor] | None = None
-    ) -> Any:
+    def _pass(self, op: Op, gate: bool = False, bounds: tuple[Tensor, Tensor] | None = None) -> Any:
         target = op.args[0] if op.args else None
         if op.inplace and target is op.signals[0]:
             # in place on a graph-free alias: the data changes, the graph keeps the identity
@@ -285,11 +286,11 @@ class OpHandler:
             if gate:
                 self.rec.tag(target, None, True)
             return target
-        return self._node(op, Pass(), layer=False, gate=gate, bounds=bounds)
+        return self.node(op, Pass(), layer=False, gate=gate, bounds=bounds)
 
-    def _node(
+    def node(
         self,
-        op: _Op,
+        op: Op,
         rule: Rule,
         layer: bool,
         gate: bool = False,
@@ -306,7 +307,7 @@ class OpHandler:
         with torch.no_grad():
             out = call(*values)
         if not isinstance(out, Tensor):
-            return self._refuse(op, "it does not return one tensor")
+            return self.refuse(op, "it does not return one tensor")
         node = OpNode(op.node_name, rule, call, values, out.detach(), rec.ledger, layer)
         if isinstance(rule, (Norm, OpRule)):
             for value in values:
@@ -323,7 +324,7 @@ class OpHandler:
             rec.add_layer(op.node_name, handle, node)
         return result
 
-    def _product(self, op: _Op) -> Rule:
+    def _product(self, op: Op) -> Rule:
         """The rule of ``a * b`` with two input-dependent operands.
 
         A gate (made by sigmoid, hard-sigmoid or softmax, or the one operand broadcast over the
@@ -340,16 +341,16 @@ class OpHandler:
             return Gate(gate=gates[0])
         return ProductRule(eps=self.rec.ruleset.sum_eps)
 
-    def _addcmul(self, op: _Op) -> Any:
+    def _addcmul(self, op: Op) -> Any:
         """``input + value * t1 * t2``: pass with one signal; the z rule when it is linear in
         its signals jointly (``input`` and one factor)."""
         if len(op.signals) == 1:
             return self._pass(op)
         if len(op.signals) == 2 and (0,) in op.keys:
-            return self._node(op, Norm(eps=self.rec.ruleset.sum_eps), layer=True)
-        return self._refuse(op, "a product of two input-dependent factors")
+            return self.node(op, Norm(eps=self.rec.ruleset.sum_eps), layer=True)
+        return self.refuse(op, "a product of two input-dependent factors")
 
-    def _zrule(self, op: _Op) -> Rule:
+    def _zrule(self, op: Op) -> Rule:
         rs = self.rec.ruleset
         if "pool" in op.name:
             rule = rs.rule_for_type(nn.AvgPool2d)
@@ -357,23 +358,14 @@ class OpHandler:
                 return rule
         return Norm(eps=rs.sum_eps)
 
-    def _norm(self, op: _Op) -> Any:
+    def _norm(self, op: Op) -> Any:
         rec = self.rec
         if op.name != "batch_norm" or not rec.merge_bn:
             return self._pass(op)
         bound = dict(zip(_BN_ARGS, op.args, strict=False))
         bound.update(op.kwargs)
-        info = rec.info.get(op.signals[0])
-        producer = None if info is None else info.producer
         mean, var = bound.get("running_mean"), bound.get("running_var")
-        if (
-            bound.get("training", False)
-            or not isinstance(producer, Node)
-            or producer.bn is not None
-            or not isinstance(producer.rule, LinearRule)
-            or not isinstance(mean, Tensor)
-            or op.inplace
-        ):
+        if bound.get("training", False) or not isinstance(mean, Tensor) or op.inplace:
             return self._pass(op)
         bn = SimpleNamespace(
             running_mean=mean,
@@ -382,24 +374,17 @@ class OpHandler:
             bias=bound.get("bias"),
             eps=bound.get("eps", 1e-5),
         )
-        merged = merge_batchnorm(*producer.layer_weights(), bn)
-        if merged is None:
-            return self._pass(op)
         result = self._pass(op)
-        producer.bn = bn  # type: ignore[assignment]
-        producer.weight, producer.bias = merged
-        producer.weight_key = None  # made in this call: compared by value (engine cache)
-        producer.merged_out = result.detach()
-        producer.versions[False] = result._version
+        rec.merge_batchnorm_into(op.signals[0], bn, result)
         return result
 
-    def _linear(self, op: _Op) -> Any:
+    def _linear(self, op: Op) -> Any:
         rec = self.rec
         bound = dict(zip(_CONV_ARGS, op.args, strict=False))
         bound.update(op.kwargs)
         weight, bias = bound.get("weight"), bound.get("bias")
         if op.keys not in ([(0,)], [("kw", "input")]) or not isinstance(weight, Tensor):
-            return self._refuse(op, "its weight or bias depends on the input")
+            return self.refuse(op, "its weight or bias depends on the input")
         inp = op.signals[0]
         name, module = op.node_name, rec.op_level.get(op.path)
         if module is not None and name == f"{op.path}:{op.name}":
@@ -413,26 +398,16 @@ class OpHandler:
         if isinstance(rule, (Pass, Gradient, Norm, Gate, OpRule)):
             return self._ruled(op, rule)
         if not isinstance(rule, LinearRule):
-            return self._refuse(op, "no Conv/Linear rule in the preset")
-        out = op.run_detached()
-        node = Node(name, None, rule, inp, out.detach())
-        node.ledger = rec.ledger
-        rec.keep(node, node.a)
-        node.op = LinearOp.from_call(op.name, weight, bound, name)
-        node.weight = weight.detach()
-        node.bias = None if bias is None else bias.detach()
-        node.weight_key = (weight.data_ptr(), weight._version, weight.shape, weight.stride())
-        if is_first:
-            rec.first_layer_node(node, inp)
-        handle = _RelevanceFn.apply(inp, node)
-        rec.nodes.append(node)
+            return self.refuse(op, "no Conv/Linear rule in the preset")
+        call = (LinearOp.from_call(op.name, weight, bound, name), weight, bias)
+        node, handle = rec.linear_node(name, None, rule, inp, op.run_detached(), is_first, call)
         rec.add_layer(name, handle, node)
         result = Alias.apply(handle)
         rec.tag(result, node)
         return result
 
     def _linear_rule(
-        self, op: _Op, name: str, module: nn.Module | None, weight: Tensor, is_first: bool
+        self, op: Op, name: str, module: nn.Module | None, weight: Tensor, is_first: bool
     ) -> Rule | None:
         """The rule of a functional Conv/Linear call: by node name, op, calling module (a
         Conv/Linear module with its own forward), the weight's owner, then the op's type."""
@@ -448,18 +423,17 @@ class OpHandler:
         return rule
 
     # ---------------------------------------------------------------- errors
-    def _refuse(self, op: _Op, why: str) -> Any:
+    def refuse(self, op: Op, why: str) -> Any:
         """Raise an :class:`UnsupportedLayerError` whose advice runs (:mod:`.advice`); kept
         on the recorder too, since torch turns a TypeError inside ``a * b`` into
         NotImplemented, and Python then tries the reflected or out-of-place operator: the first
         refusal is the one the user's code met."""
         err = refusal(op, why, self.rec.ruleset)
-        if self.rec.refusal is None:
-            self.rec.refusal = err
+        self.rec.stash_refusal(err)
         raise err
 
 
-def _nearest(op: _Op) -> bool:
+def _nearest(op: Op) -> bool:
     """Whether an interpolate/upsample call copies values (the nearest modes)."""
     if op.name == "upsample_bilinear":
         return False

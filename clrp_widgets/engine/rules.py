@@ -20,13 +20,17 @@ ignores the bias by default, as the CLRP paper does.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from .fallback import SparseFallback, sparse_eligible, sparse_fallback
 from .ops import LinearOp
+
+if TYPE_CHECKING:
+    from .graph import OpNode
+    from .opmode import Op, OpHandler
 
 Prepared = dict[str, Any]
 State = dict[str, Any]
@@ -67,15 +71,15 @@ class Rule:
 class OpRule(Rule):
     """A rule for one tensor operation (op level) that decides itself how the op is recorded.
 
-    ``apply(handler, op)`` runs the op in the recorder (usually ``handler._node(op, self, ...)``)
+    ``apply(handler, op)`` runs the op in the recorder (usually ``handler.node(op, self, ...)``)
     and ``relevances(node, R)`` gives each input-dependent operand's relevance. Examples:
     :mod:`.attention`.
     """
 
-    def apply(self, handler: Any, op: Any) -> Any:
+    def apply(self, handler: OpHandler, op: Op) -> Any:
         raise NotImplementedError
 
-    def relevances(self, node: Any, R: Tensor) -> tuple[Tensor | None, ...]:
+    def relevances(self, node: OpNode, R: Tensor) -> tuple[Tensor | None, ...]:
         raise NotImplementedError
 
 

@@ -152,7 +152,7 @@ def test_resnet_paper_preset_is_conservative_and_keeps_outputs(resnet):
 def test_batchnorm_merges_are_kept_until_a_weight_changes(monkeypatch):
     """A kept engine merges each BatchNorm once per state of the weights (not once per forward
     pass), and an edit of a BatchNorm's statistics, even through ``.data``, is seen."""
-    from clrp_widgets.engine import canonizers, hooks
+    from clrp_widgets.engine import canonizers, recording
 
     calls = []
     merge = canonizers.merge_batchnorm
@@ -161,7 +161,7 @@ def test_batchnorm_merges_are_kept_until_a_weight_changes(monkeypatch):
         calls.append(1)
         return merge(*args)
 
-    monkeypatch.setattr(hooks, "merge_batchnorm", counted)
+    monkeypatch.setattr(recording, "merge_batchnorm", counted)
     model = bn_cnn()
     x = torch.randn(2, 3, 16, 16)
     engine = RelevanceEngine(model, input_bounds=(-3.0, 3.0), keep_denominators=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from clrp_widgets.engine.opnodes import Ledger
+from clrp_widgets.engine.graph import Ledger
 
 
 def test_relevance_handed_down_unchanged_is_summed_once():

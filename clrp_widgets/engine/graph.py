@@ -1,8 +1,10 @@
-"""Op-level rule nodes: one call of a tensor operation whose backward is a relevance rule.
+"""The relevance graph: rule nodes in the autograd graph, whose backward is a relevance rule.
 
-An :class:`OpNode` holds what its rule needs (the input-dependent operands, ``signals``) and is
-put into the autograd graph by :class:`OpFn`, whose forward returns the operation's result and
-whose backward gives the relevance of each signal operand:
+A :class:`Node` is one call of a Conv/Linear layer (a module or a functional call) or of a
+module with a rule, put into the graph by :class:`RelevanceFn`. An :class:`OpNode` is one call
+of a tensor operation with an op-level rule; it holds what its rule needs (the input-dependent
+operands, ``signals``) and is put into the graph by :class:`OpFn`, whose forward returns the
+operation's result and whose backward gives the relevance of each signal operand:
 
 - :class:`~.rules.Pass`: all relevance to the one signal (summed over broadcast dimensions);
 - :class:`~.rules.Gate`: all relevance to the operand that is not the gate;
@@ -11,19 +13,37 @@ whose backward gives the relevance of each signal operand:
   is the proportional split ``a / (a + b)``, ``b / (a + b)``.
 
 :class:`Ledger` records, per node and backward pass, the relevance entering a node and the
-relevance it hands down, for the conservation guard.
+relevance it hands down, for the conservation guard. :class:`Info` is what the recorder knows
+of each input-dependent tensor. This module depends on the rules alone; the recorder
+(:mod:`.recording`) builds the graph.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
-from .rules import Gate, Norm, OpRule, Pass, Rule, is_identity, stabilize
+from .rules import (
+    SINGLE_USE,
+    Gate,
+    LinearRule,
+    Norm,
+    OpRule,
+    Pass,
+    Rule,
+    ZBox,
+    is_identity,
+    stabilize,
+)
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .ops import LinearOp
 
 
 class Ledger:
@@ -235,3 +255,114 @@ class Alias(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, R: Tensor) -> Tensor:
         return R
+
+
+class Node:
+    """One call of a module that has a relevance rule."""
+
+    def __init__(
+        self, name: str, module: nn.Module | None, rule: Rule, inp: Tensor, out: Tensor
+    ) -> None:
+        self.name = name
+        self.module = module
+        self.rule = rule
+        self.inp = inp  # the module input, in the autograd graph
+        self.a = inp.detach()
+        self.a_version = inp._version
+        self.out = out  # the module output, detached (returned into the graph by RelevanceFn)
+        self.bn: nn.Module | None = None  # BatchNorm merged into this layer
+        self.merged_out: Tensor | None = None  # output of the merged BatchNorm
+        self.versions = {True: out._version, False: 0}  # version counters at recording
+        self.op: LinearOp | None = None
+        self.weight: Tensor | None = None
+        self.bias: Tensor | None = None
+        self.weight_key: tuple[Any, ...] | None = None  # op-level call: the weight's identity
+        self.prepared: dict[str, Any] = {}
+        self.state: dict[str, Any] = {}  # the rule's per-input denominators, made on first use
+        self.keep_state = True  # keep them for later backward passes over this forward pass
+        self.ledger: Any = None  # the recorder's Ledger (conservation guard)
+        self.bounds: tuple[Tensor, Tensor] | None = None  # z^B bounds that came with the data
+
+    def output(self) -> Tensor:
+        """Output of the (possibly BatchNorm-merged) layer, recomputed if overwritten in place.
+
+        An in-place activation (``ReLU(inplace=True)``) after this layer runs in place, as in the
+        plain model, to save memory; the layer's own output is then recomputed when asked for.
+        """
+        out = self.out if self.merged_out is None else self.merged_out
+        if out._version == self.versions[out is self.out]:
+            return out
+        if self.op is None or self.weight is None:
+            assert self.module is not None
+            return self.module.forward(self.a).detach()
+        return self.op.forward(self.a, self.weight, self.bias)
+
+    def protect(self) -> None:
+        """Copy the input before the model overwrites it in place (the rule reads it later)."""
+        if self.a._version == self.a_version:
+            self.a = self.a.clone()
+            self.a_version = self.a._version
+
+    def layer_weights(self) -> tuple[Tensor, Tensor | None]:
+        """The layer's own weight and bias (before any BatchNorm merge)."""
+        if self.module is None:
+            assert self.weight is not None
+            return self.weight, self.bias
+        bias = self.module.bias
+        return self.module.weight, bias if isinstance(bias, Tensor) else None  # type: ignore[return-value]
+
+    def pristine_output(self) -> Tensor | None:
+        """The recorded output if it was not overwritten in place, else None."""
+        out = self.out if self.merged_out is None else self.merged_out
+        return out if out._version == self.versions[out is self.out] else None
+
+    def relevance(self, R: Tensor) -> Tensor:
+        """Relevance at the module input for relevance ``R`` at its output."""
+        rule = self.rule
+        if isinstance(rule, Pass):
+            return R
+        if isinstance(rule, Norm):
+            assert self.module is not None
+            return rule.relevance(self.module, self.a, self.output(), R)
+        assert isinstance(rule, LinearRule) and self.op is not None
+        state = self.state
+        if not state:  # made for this pass; kept for later ones, or this pass's alone to reuse
+            if self.bounds is not None and isinstance(rule, ZBox):
+                state = rule.bounded_state(self.op, self.a, self.prepared, *self.bounds)
+            else:
+                state = rule.state(self.op, self.a, self.pristine_output(), self.prepared)
+            if self.keep_state:
+                self.state = state
+            else:
+                state[SINGLE_USE] = True
+        return rule.relevance(self.op, self.a, state, self.prepared, R)
+
+
+class RelevanceFn(torch.autograd.Function):
+    """Identity in the forward pass (returns the node's output); the node's rule backward."""
+
+    @staticmethod
+    def forward(ctx, inp: Tensor, node: Node) -> Tensor:
+        ctx.node = node
+        return node.out.detach()  # a fresh alias: node.out itself stays out of the graph
+
+    @staticmethod
+    def backward(ctx, R: Tensor) -> tuple[Tensor, None]:
+        node = ctx.node
+        rel = node.relevance(R)
+        if node.ledger is not None and not isinstance(node.rule, Pass):
+            node.ledger.record(node.name, R, (rel,))
+        return rel, None
+
+
+class Info:
+    """What the recorder knows of an input-dependent tensor of the forward pass."""
+
+    __slots__ = ("bounds", "gate", "producer")
+
+    def __init__(
+        self, producer: Any = None, gate: bool = False, bounds: tuple[Tensor, Tensor] | None = None
+    ) -> None:
+        self.producer = producer  # the rule node whose output this tensor is
+        self.gate = gate  # produced by a gating function (sigmoid, hard-sigmoid, softmax)
+        self.bounds = bounds  # (low, high) of each entry, before the first layer (.bounds)
