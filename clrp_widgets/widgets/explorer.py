@@ -664,7 +664,8 @@ class Explorer(PanelsMixin, ExportMixin, w.VBox):
         if not self.layer_names:  # after the forward pass: op-level layers are known by then
             job.publish(lambda: self._fill_layer_picker(ex))
         if not self.class_names:
-            self.class_names = [f"class {i}" for i in range(len(probs))]
+            numbered = [f"class {i}" for i in range(len(probs))]
+            job.publish(lambda: setattr(self, "class_names", numbered))
         if not self.target_picker.options:
 
             def classes() -> None:
@@ -722,7 +723,7 @@ class Explorer(PanelsMixin, ExportMixin, w.VBox):
             self._stage(job, "neuron bars", 0.4)
         layer = s.layer(view)
         n_units = s.n_channels(view)
-        self._shown[("units", view.layer)] = n_units
+        job.publish(lambda: self._shown.__setitem__(("units", view.layer), n_units))
         bad = [c for c in view.channels if not 0 <= c < n_units]
         if bad:
             raise ConfigError(
