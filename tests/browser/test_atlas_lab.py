@@ -193,13 +193,13 @@ def test_clicking_a_neuron_shows_references_and_sub_neurons(lab, atlas_store):
     crumbs.first.click()
     state = _kernel_state(log, lambda s: len(s["path"]) == 1)
     assert state["path"] == [[LAYER, channel]]
-    assert crumbs.count() == 1
     shown = _expect_references(page, store, LAYER, channel, "activation", target)
     assert state["references"] == shown
     want = [f"{BELOW}:{c}" for c in subs]  # the DOM follows the kernel's state: wait for it
     deadline = time.monotonic() + 30
-    while _sub_neuron_labels(atlas) != want and time.monotonic() < deadline:
+    while (crumbs.count(), _sub_neuron_labels(atlas)) != (1, want) and time.monotonic() < deadline:
         time.sleep(0.1)
+    assert crumbs.count() == 1
     assert _sub_neuron_labels(atlas) == want
     page.locator(".under-test").screenshot(path=str(ARTIFACTS / "atlas_explorer.png"))
     assert errors == []
