@@ -1,8 +1,11 @@
 """The quickstart's Explorer in real JupyterLab + chromium: clicks change the DOM and the kernel.
 
 The notebook is a copy of ``notebooks/quickstart.ipynb`` plus two cells: an observer that appends
-the Explorer's kernel-side state as JSON lines to a file on every new map or pixel, and a second
-Explorer whose class name is hostile HTML. Screenshots go to ``build/test-artifacts/``.
+the Explorer's kernel-side state as JSON lines to a file on every new map or pixel (and saves the
+map buffers it sends to the browser, with its input image), and a second Explorer whose class
+name is hostile HTML. The saved buffers of the views reached by clicks must equal what
+``cw.Explainer`` computes for those views in this test's own process (issue 21). Screenshots go
+to ``build/test-artifacts/``.
 """
 
 from __future__ import annotations
@@ -11,8 +14,12 @@ import json
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
+import torch
 from conftest import ARTIFACTS, kernel_state
+
+import clrp_widgets as cw
 
 pytestmark = pytest.mark.browser
 
@@ -35,6 +42,13 @@ def _record(change=None):
     state["peak"] = [int(i) for i in max(listing)[1]]  # a pixel with a neuron list
     state["size"] = list(size)
     state["bars"] = explorer.bars.channels
+    _shown = lambda v: np.frombuffer(v.maps, np.float32).reshape(-1, v.height, v.width)
+    np.savez(
+        f"explorer_maps_{explorer.map_version}.npz",
+        main=_shown(explorer.heatmap),
+        neurons=_shown(explorer.neuron_view),
+        x=explorer.images.xs[explorer.image].numpy(),
+    )
     with _log.open("a") as f:
         f.write(json.dumps(state) + "\\n")
 
@@ -59,6 +73,28 @@ RAPID_CLICKS = """() => {
 
 def _data(locator, key: str):
     return json.loads(locator.get_attribute(f"data-{key}"))
+
+
+def _assert_shown_is_computed(root: Path, state: dict) -> None:
+    """The map buffers the kernel sent for ``state``'s view equal an independent
+    ``cw.Explainer`` computation of that view (decision map, selected channels' maps, A - B)."""
+    saved = np.load(root / f"explorer_maps_{state['map_version']}.npz")
+    x = torch.as_tensor(saved["x"])
+    ex = cw.Explainer(cw.load_model("shapes"))
+    target, contrast, layer = state["target"], state["contrast"], state["layer"]
+    tree = ex.explain(x, target, contrast=contrast, layers=[layer])
+    kind = "target" if contrast == "lrp" else "contrast"
+    want = tree["input"]["heatmap"].sel(kind=kind).values[0]
+    scale = float(np.abs(want).max())
+    np.testing.assert_allclose(saved["main"][0], want, rtol=1e-4, atol=1e-5 * scale)
+    channels = state["channels"]
+    if channels:
+        cond = ex.conditional(x, target, layer, channels, contrast=contrast)
+        maps = [cond.sel(channel=c).values[0] for c in channels]
+        if len(maps) == 2:
+            maps.append(maps[0] - maps[1])
+        for got, m in zip(saved["neurons"], maps, strict=True):
+            np.testing.assert_allclose(got, m, rtol=1e-4, atol=1e-5 * float(np.abs(m).max()))
 
 
 def test_explorer_clicks_in_jupyterlab(lab_server, page):
@@ -101,6 +137,7 @@ def test_explorer_clicks_in_jupyterlab(lab_server, page):
     pair.wait_for(timeout=30_000)
     state = kernel_state(log, lambda s: len(s["channels"]) == 2)
     assert state["channels"] == _data(pair, "channels") and state["channels"][0] == first[0]
+    _assert_shown_is_computed(lab_server.root, state)
     assert "correlation" in ut.locator(".clrp-neuron-view .clrp-caption").inner_text()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     ut.screenshot(path=str(ARTIFACTS / "explorer_compare.png"))  # the README's picture
@@ -135,9 +172,10 @@ def test_explorer_clicks_in_jupyterlab(lab_server, page):
     ut.locator(".clrp-main-map .clrp-heatmap[data-contrast='clrp2']").wait_for(timeout=30_000)
     after = main.locator("canvas").first.evaluate("c => c.toDataURL()")
     assert after != before
-    assert (
-        kernel_state(log, lambda s: s["contrast"] == "clrp2")["map_version"] > start["map_version"]
-    )
+    state = kernel_state(log, lambda s: s["contrast"] == "clrp2")
+    assert state["map_version"] > start["map_version"]
+    assert _data(main, "map-version") == state["map_version"]
+    _assert_shown_is_computed(lab_server.root, state)
 
     # the thumbnails follow the main map; then no progress bar is left behind
     ut.locator(".clrp-main-map .clrp-heatmap[data-ready='1'][data-busy='0']").wait_for(
