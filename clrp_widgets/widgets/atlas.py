@@ -10,12 +10,19 @@ breadcrumb goes back up.
 Everything is plain ipywidgets (PNG ``Image`` tiles and buttons), so an exported notebook shows
 the panel as it was saved. DOM hooks: the panel has the class ``clrp-atlas``; reference tiles
 ``clrp-atlas-ref``, sub-neuron buttons ``clrp-atlas-sub``, breadcrumb buttons ``clrp-atlas-crumb``.
+
+Computing (:meth:`AtlasPanel.compute`, :meth:`AtlasPanel.content_for`) never touches a widget and
+holds the lock it is given; :meth:`AtlasPanel.show` writes the widgets all at once. So the
+Explorer computes the panel in its worker and shows it in its publish step, and the panel's own
+clicks (a sub-neuron, the breadcrumb, the ranking) never run the engine while the Explorer's does.
 """
 
 from __future__ import annotations
 
 import html
 import io
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 import ipywidgets as w
@@ -34,6 +41,30 @@ MIN_CROP = 16  # image pixels: a crop is never narrower (a one-pixel box says no
 SUB_NEURONS = 5
 
 
+@dataclass
+class AtlasContent:
+    """What the panel shows for one breadcrumb path, computed apart from the widgets.
+
+    ``tiles`` are the reference samples' (PNG, label); ``sub_neurons`` the (layer, channel) of
+    the shown sub-neurons with their ``sub_values``; ``title``, ``message`` and ``subs_title``
+    are HTML. ``key`` is the Explorer selection it was made for.
+    """
+
+    path: list[tuple[str, int]]
+    target: int | None
+    contrast: Any
+    x: Any
+    key: tuple | None
+    by: str
+    title: str = ""
+    message: str = ""
+    references: list[int] = field(default_factory=list)
+    tiles: list[tuple[bytes, str]] = field(default_factory=list)
+    subs_title: str = ""
+    sub_neurons: list[tuple[str, int]] = field(default_factory=list)
+    sub_values: list[float] = field(default_factory=list)
+
+
 class AtlasPanel(w.VBox):
     """Reference samples and sub-neurons of one neuron; see the module docstring.
 
@@ -50,9 +81,15 @@ class AtlasPanel(w.VBox):
         The (1, C, H, W) image whose decomposition is shown.
     k : int
         Reference samples shown.
+    lock : threading.RLock, optional
+        Held while the panel computes: the Explorer passes its session's, so the panel's engine
+        never runs at the same time as the Explorer's on the same model.
     """
 
-    def __init__(self, explainer: Any, store: Any, data: Any, x: Any, *, k: int = 8) -> None:
+    def __init__(
+        self, explainer: Any, store: Any, data: Any, x: Any, *, k: int = 8, lock: Any = None
+    ) -> None:
+        self.lock = lock if lock is not None else threading.RLock()
         self.explainer = explainer.with_rules(explainer.rules)  # its own engine, every setting
         self.store = zstore.local_path(store)
         self.table = checked_table(self.store, data)
@@ -80,107 +117,125 @@ class AtlasPanel(w.VBox):
         self.add_class("clrp-atlas")
 
     # ------------------------------------------------------------------------------ navigation
-    def set_image(self, x: Any) -> None:
-        """Decompose neurons on image ``x`` (the Explorer's current image) from now on."""
-        if x is not self.x:
-            self.x, self._key = x, None
+    def content_for(
+        self, x: Any, layer: str, channel: int | None, target: int, contrast: Any
+    ) -> AtlasContent | None:
+        """What the panel shows for neuron (layer, channel) of ``target`` on image ``x`` (a new
+        selection resets the breadcrumb), or None when it shows that already.
 
-    def follow(self, layer: str, channel: int | None, target: int, contrast: Any) -> None:
-        """Show neuron (layer, channel) for ``target`` (a new selection resets the breadcrumb)."""
+        Computes without touching the widgets (the Explorer calls it from its worker and hands
+        the result to :meth:`show` through its publish step).
+        """
         key = (layer, channel, int(target), contrast)
-        if key == self._key:
-            return
-        self._key = key
-        self.target, self.contrast = int(target), contrast
-        self.path = [] if channel is None else [(layer, int(channel))]
-        self.render()
+        if key == self._key and x is self.x:
+            return None
+        path = [] if channel is None else [(layer, int(channel))]
+        return self.compute(path, int(target), contrast, x=x, key=key)
 
     def descend(self, channel: int) -> None:
         """Go down to sub-neuron ``channel`` of the layer below."""
         found = [s for s in self.sub_neurons if s[1] == int(channel)]
         if not found:
             raise ConfigError(f"channel {channel} is not among the shown sub-neurons")
-        self.path = [*self.path, found[0]]
-        self.render()
+        self.show(self.compute([*self.path, found[0]], self.target, self.contrast))
 
     def up(self, depth: int) -> None:
         """Go back to the breadcrumb's entry ``depth`` (0 = the selected neuron)."""
-        self.path = self.path[: int(depth) + 1]
-        self.render()
+        self.show(self.compute(self.path[: int(depth) + 1], self.target, self.contrast))
 
-    # ------------------------------------------------------------------------------ rendering
     def render(self) -> None:
         """Redraw for the current path, target and ranking."""
-        self._crumbs()
-        if not self.path or self.target is None:
-            self.title.value = "<b>neuron atlas</b>: select a neuron (click a bar)"
-            self.message.value = ""
-            self.refs_box.children, self.subs_box.children = (), ()
-            self.references, self.sub_neurons = [], []
-            self.subs_title.value = ""
-            return
-        layer, channel = self.path[-1]
-        name = self._class_name(self.target)
-        self.title.value = (
+        self.show(self.compute(self.path, self.target, self.contrast))
+
+    # ------------------------------------------------------------------------------ computing
+    def compute(
+        self,
+        path: list[tuple[str, int]],
+        target: int | None,
+        contrast: Any,
+        *,
+        x: Any = None,
+        key: tuple | None = None,
+    ) -> AtlasContent:
+        """Everything the panel shows for ``path`` (references, their tiles, sub-neurons on
+        image ``x``, default: the current one), computed under the engine's lock."""
+        x = self.x if x is None else x
+        content = AtlasContent(list(path), target, contrast, x, key or self._key, self.by.value)
+        if not path or target is None:
+            content.title = "<b>neuron atlas</b>: select a neuron (click a bar)"
+            return content
+        layer, channel = path[-1]
+        name = self._class_name(target)
+        content.title = (
             "<b>"
             + html.escape(f"neuron atlas: {layer} channel {channel}, references for {name}")
             + "</b>"
         )
-        self._show_references(layer, channel)
-        self._show_sub_neurons(layer, channel)
+        with self.lock:
+            self._references(content, layer, channel)
+            self._sub_neurons(content, layer, channel)
+        return content
 
-    def _show_references(self, layer: str, channel: int) -> None:
+    def _references(self, content: AtlasContent, layer: str, channel: int) -> None:
         if layer not in self.store_layers:
             known = ", ".join(self.store_layers)
-            self.message.value = html.escape(
+            content.message = html.escape(
                 f"layer {layer} is not in the atlas store (its layers: {known})"
             )
-            self.refs_box.children, self.references = (), []
             return
-        method = self._store_method()
-        by, target = self.by.value, self.target
+        method = self._store_method(content.contrast)
+        by = content.by
         refs = reference_samples(
-            self.store, layer, channel, by=by, method=method, target=target, k=self.k
+            self.store, layer, channel, by=by, method=method, target=content.target, k=self.k
         )
-        self.references = [int(s) for s in refs["sample"].values]
-        ranked = f"by {self.by.value}" + ("" if self.by.value == "activation" else f" ({method})")
-        self.message.value = html.escape(
-            f"top {len(self.references)} of {refs.attrs['candidates']} samples {ranked}"
+        content.references = [int(s) for s in refs["sample"].values]
+        ranked = f"by {by}" + ("" if by == "activation" else f" ({method})")
+        content.message = html.escape(
+            f"top {len(content.references)} of {refs.attrs['candidates']} samples {ranked}"
         )
-        if not self.references:
-            self.refs_box.children = ()
+        if not content.references:
             return
         maps = maps_for(
             self.explainer, self.table, refs, layer, channel, method=_engine(method), crop=False
         )
+        content.tiles = [
+            (self._png(maps, r), f"#{int(maps['sample'][r])}  {float(maps['score'][r]):+.3g}")
+            for r in range(len(content.references))
+        ]
+
+    def _sub_neurons(self, content: AtlasContent, layer: str, channel: int) -> None:
+        try:
+            parts = self.explainer.decompose(
+                content.x, content.target, layer, channel,
+                contrast=self._decompose_contrast(content.contrast), k=SUB_NEURONS,
+            )  # fmt: skip
+        except CLRPError as error:
+            content.subs_title = html.escape(f"no sub-neurons: {error}")
+            return
+        into = str(parts.attrs["into"])
+        content.sub_neurons = [(into, int(c)) for c in parts["channel"].values]
+        content.sub_values = [float(v) for v in parts.values]
+        content.subs_title = html.escape(f"made of (on this image), in {into}:")
+
+    # ------------------------------------------------------------------------------ showing
+    def show(self, content: AtlasContent) -> None:
+        """Show ``content`` (from :meth:`compute`): the panel's state and widgets, at once."""
+        self.path, self.target, self.contrast = content.path, content.target, content.contrast
+        self.x, self._key = content.x, content.key
+        self.references, self.sub_neurons = content.references, content.sub_neurons
+        self._crumbs()
+        self.title.value, self.message.value = content.title, content.message
         tiles = []
-        for r in range(len(self.references)):
-            tile = w.VBox(
-                [
-                    w.Image(value=self._png(maps, r), format="png", layout=TILE_LAYOUT),
-                    w.Label(f"#{int(maps['sample'][r])}  {float(maps['score'][r]):+.3g}"),
-                ]
-            )
+        for png, label in content.tiles:
+            image = w.Image(value=png, format="png", layout=TILE_LAYOUT)
+            tile = w.VBox([image, w.Label(label)])
             tile.add_class("clrp-atlas-ref")
             tiles.append(tile)
         self.refs_box.children = tuple(tiles)
-
-    def _show_sub_neurons(self, layer: str, channel: int) -> None:
-        try:
-            parts = self.explainer.decompose(
-                self.x, self.target, layer, channel, contrast=self._decompose_contrast(),
-                k=SUB_NEURONS,
-            )  # fmt: skip
-        except CLRPError as error:
-            self.subs_title.value = html.escape(f"no sub-neurons: {error}")
-            self.subs_box.children, self.sub_neurons = (), []
-            return
-        into = str(parts.attrs["into"])
-        self.sub_neurons = [(into, int(c)) for c in parts["channel"].values]
-        self.subs_title.value = html.escape(f"made of (on this image), in {into}:")
+        self.subs_title.value = content.subs_title
         buttons = []
-        for (_, c), value in zip(self.sub_neurons, parts.values, strict=True):
-            button = w.Button(description=f"{into}:{c}  {float(value):+.3g}")
+        for (into, c), value in zip(content.sub_neurons, content.sub_values, strict=True):
+            button = w.Button(description=f"{into}:{c}  {value:+.3g}")
             button.on_click(lambda _, c=c: self.descend(c))
             button.add_class("clrp-atlas-sub")
             buttons.append(button)
@@ -213,14 +268,12 @@ class AtlasPanel(w.VBox):
         return out.getvalue()
 
     # ------------------------------------------------------------------------------ helpers
-    def _store_method(self) -> str:
+    def _store_method(self, contrast: Any) -> str:
         """The store's method for the Explorer's contrast (its first method for a baseline)."""
-        contrast = self.contrast
         label = contrast if isinstance(contrast, str) else f"rather_than_{contrast}"
         return label if label in self.methods else self.methods[0]
 
-    def _decompose_contrast(self) -> Any:
-        contrast = self.contrast
+    def _decompose_contrast(self, contrast: Any) -> Any:
         if isinstance(contrast, int) or contrast in ("lrp", "clrp1", "clrp2", "sglrp"):
             return contrast
         return _engine(self.methods[0])
