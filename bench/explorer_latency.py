@@ -105,12 +105,12 @@ def main() -> None:
         )
     )
     ex.wait(600)
-    index = [v for _, v in ex.contrast_picker.options].index("clrp2")
+    index = [v for _, v in ex.controls.contrast_picker.options].index("clrp2")
     rows.append(
         (
             "contrast CLRP1 -> CLRP2",
             timed(
-                lambda: update(ex.contrast_picker, index=index),
+                lambda: update(ex.controls.contrast_picker, index=index),
                 ex.heatmap,
                 "state",
                 lambda h: h.state.get("contrast") == "clrp2",
@@ -148,7 +148,7 @@ def main() -> None:
         (
             "layer change -> bars",
             timed(
-                lambda: update(ex.layer_picker, index=ex.layer_names.index(layer)),
+                lambda: update(ex.controls.layer_picker, index=ex.layer_names.index(layer)),
                 ex.heatmap,
                 "state",
                 lambda h: h.state.get("layer") == layer,
@@ -160,12 +160,12 @@ def main() -> None:
     ex.cancel()
     ex._runner.wait(600)
     rows.append(("cancel -> idle", time.perf_counter() - start))
-    index = [v for _, v in ex.contrast_picker.options].index("gradient")
+    index = [v for _, v in ex.controls.contrast_picker.options].index("gradient")
     rows.append(
         (
             "contrast -> gradient (baseline)",
             timed(
-                lambda: update(ex.contrast_picker, index=index),
+                lambda: update(ex.controls.contrast_picker, index=index),
                 ex.heatmap,
                 "state",
                 lambda h: h.state.get("contrast") == "gradient",

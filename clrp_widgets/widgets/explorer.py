@@ -12,6 +12,12 @@ request stops an older one at its next tensor operation (``engine/interrupt.py``
 the cancel button. From Python, use :meth:`Explorer.select`, which waits for the result, or
 set the traits and call :meth:`wait`. :attr:`Explorer.result` is the view on screen as a DataTree.
 
+The parts: the traits hold the state and every request goes through the state machine
+(``state.next_view``, which holds every reset rule); ``Controls`` (``controls.py``) are the
+pickers and buttons, which only report picks; the ``Pipeline`` (``pipeline.py``) computes a view
+in the worker and hands each finished part to ``Job.publish``, the only place that writes synced
+state, where the panels (``panels.py``) draw it.
+
 Every request carries the view it was made for (layer included): clicks on neuron bars,
 thumbnails or listed neurons of a layer that is no longer shown are ignored, channels are checked
 against the layer, and a failed request is shown in the widget and leaves the state of the last
@@ -29,7 +35,6 @@ from __future__ import annotations
 
 import io
 import weakref
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,32 +46,24 @@ from PIL import Image
 from clrp_widgets.engine.errors import ConfigError, InputError
 from clrp_widgets.engine.presets import PRESETS
 from clrp_widgets.widgets.charts import NeuronBarsChart, TopClassesChart
+from clrp_widgets.widgets.controls import Controls
 from clrp_widgets.widgets.exports import ExportMixin
 from clrp_widgets.widgets.gallery import GalleryStrip, png_thumbnail
 from clrp_widgets.widgets.heatmap import HeatmapView
 from clrp_widgets.widgets.labels import CONTRASTS, UnitNames
-from clrp_widgets.widgets.maps import (
-    display_image,
-)
+from clrp_widgets.widgets.maps import display_image
 from clrp_widgets.widgets.panels import PanelsMixin
-from clrp_widgets.widgets.runner import Job, LatestRunner
-from clrp_widgets.widgets.session import ExplainSession, View, stoppable
-from clrp_widgets.widgets.sources import (
-    as_input,
-    default_layer,
-    explainers,
-    image_set,
-    layer_type,
-)
+from clrp_widgets.widgets.pipeline import THUMBNAILS, Pipeline
+from clrp_widgets.widgets.runner import LatestRunner
+from clrp_widgets.widgets.session import ExplainSession, View
+from clrp_widgets.widgets.sources import as_input, explainers, image_set, layer_type
 from clrp_widgets.widgets.state import VIEW_KEYS, Choices, check_choice, next_view, toggled
 from clrp_widgets.widgets.thumbnails import ThumbnailGrid
 
-__all__ = ["CONTRASTS", "RULES", "Explorer", "demo", "wait_for_explorers"]
+__all__ = ["CONTRASTS", "RULES", "THUMBNAILS", "Explorer", "demo", "wait_for_explorers"]
 
 RULES = [p for p in PRESETS if p != "lrp0"]  # lrp0 is the autograd oracle, not for maps
-NEURON_MODES = [("conditional (decision)", "decision"), ("neuron vs its layer", "neuron")]
 SIGNED_BY_DEFAULT = {"gradient", "gradient_x_input", "deconvnet", "guided_backprop"}
-THUMBNAILS = 12
 _LIVE: weakref.WeakSet[Explorer] = weakref.WeakSet()
 
 
@@ -189,10 +186,10 @@ class Explorer(PanelsMixin, ExportMixin, w.VBox):
         self._independent = getattr(source, "output_activation", "softmax") == "sigmoid"
         self.layer_names: list[str] = []
         self._layer_types: dict[str, str] = {}
-        self._asked = {"target": target, "class_b": class_b, "layer": layer}
+        self._asked = {"target": target, "class_b": class_b}
         self._image = self._display(image)
         self.dataset_stats = dataset_stats
-        self._shown: dict[str, Any] = {}
+        self._shown: dict[Any, Any] = {}
         self._shown_view: View | None = None
         self._units: dict[str, UnitNames] = {}
         self._thumbs_layer: str | None = None
@@ -200,12 +197,21 @@ class Explorer(PanelsMixin, ExportMixin, w.VBox):
         self._layer_shown: tuple[View, Any] | None = None  # the decision and its layer node
         self._updating = False
         self._failure: Exception | None = None
+        self.controls = Controls(
+            CONTRASTS,
+            self.rules_options,
+            top_k,
+            on_pick=self._picked,
+            on_cancel=self.cancel,
+            on_export=self._export,
+            on_upload=self._uploaded,
+        )
         self._build(display_size, top_k)
         # --- neuron atlas hook (the panel lives in widgets/atlas.py)
         self.atlas = None
         if atlas is not None:
             ex = self.session.explainer(rules)
-            self.atlas = _atlas_panel(ex, atlas, data, self.images.xs[image])
+            self.atlas = _atlas_panel(ex, atlas, data, self.images.xs[image], self.session.lock)
         atlas_part = [] if self.atlas is None else [self.atlas]
         # --- end of the neuron atlas hook
         super().__init__(children=[*self._layout(), *atlas_part])
@@ -216,12 +222,13 @@ class Explorer(PanelsMixin, ExportMixin, w.VBox):
             self.set_trait("image", image)
             self.set_trait("top_k", top_k)
             if self.class_names:
-                self._fill_class_pickers()
+                self.controls.fill_classes(self.class_names)
                 self._set_classes(target, class_b)
         self.heatmap.mode = "signed" if contrast in SIGNED_BY_DEFAULT else "positive"
         self._sync_pickers()
         self.observe(self._on_trait, names=list(VIEW_KEYS))
         self.observe(lambda _: self._show_top(), names="top_k")
+        self.pipeline = Pipeline(self.session, self, layer)
         self._runner = LatestRunner(self._set_busy, self._show_error)
         _LIVE.add(self)
         self._submit()
@@ -293,12 +300,12 @@ class Explorer(PanelsMixin, ExportMixin, w.VBox):
         """Stop the current computation; the widgets keep the last view they finished."""
         if self._runner.cancel():
             self._revert()
-            self.status.value = "cancelled: showing the last finished view"
+            self.controls.status.value = "cancelled: showing the last finished view"
 
     def _update(self, **request: Any) -> None:
         """Apply a request through the state machine (:func:`.state.next_view`), then compute."""
         step = next_view(self._current(), request, self._choices())
-        self.note.value = step.note
+        self.controls.note.value = step.note
         if step.refused_b:
             self._sync_pickers()
         state = step.changes
@@ -373,56 +380,11 @@ class Explorer(PanelsMixin, ExportMixin, w.VBox):
 
     # ---------------------------------------------------------------------------------- widgets
     def _build(self, display_size: int, top_k: int) -> None:
-        style = {"description_width": "70px"}
         self.top5 = TopClassesChart(k=top_k)
         self.top5.on_click(lambda c: self._picked("target", c))
-        self.top_k_picker = w.BoundedIntText(
-            value=top_k, min=1, max=50, description="top-k", style=style, layout={"width": "150px"}
-        )
-        self.top_k_picker.observe(lambda ch: setattr(self, "top_k", ch["new"]), names="value")
-        self.class_search = w.Combobox(
-            placeholder="search a class…",
-            ensure_option=True,
-            description="find",
-            style=style,
-            layout={"width": "auto", "max_width": "330px"},
-        )
-        self.class_search.observe(self._searched, names="value")
-        self.target_picker = w.Dropdown(description="target", style=style)
-        self.contrast_picker = w.Dropdown(options=CONTRASTS, description="contrast", style=style)
-        self.class_b_picker = w.Dropdown(description="class B", style=style)
-        self.rules_picker = w.Dropdown(options=self.rules_options, description="rules", style=style)
-        self.layer_picker = w.Dropdown(description="layer", style=style)
-        self.mode_picker = w.ToggleButtons(options=NEURON_MODES)
-        for picker in (self.target_picker, self.contrast_picker, self.class_b_picker):
-            picker.layout = {"width": "auto", "max_width": "330px"}
-        for picker, name in [
-            (self.target_picker, "target"),
-            (self.contrast_picker, "contrast"),
-            (self.class_b_picker, "class_b"),
-            (self.rules_picker, "rules"),
-            (self.layer_picker, "layer"),
-            (self.mode_picker, "neuron_mode"),
-        ]:
-            picker.observe(lambda ch, name=name: self._picked(name, ch["new"]), names="value")
-        self.note = w.Label(value="")
-        self.status = w.Label(value="")
-        self.progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, layout={"width": "160px"})
-        self.cancel_button = w.Button(
-            description="cancel", icon="stop", tooltip="stop the current computation"
-        )
-        self.cancel_button.on_click(lambda _: self.cancel())
-        self.export_name = w.Text(value="clrp_explorer", description="save as", style=style)
-        self.netcdf_button = w.Button(description="save netCDF on server…", icon="save")
-        self.png_button = w.Button(description="save PNG on server…", icon="image")
-        self.netcdf_button.on_click(lambda _: self._export(self.save_netcdf, ".nc"))
-        self.png_button.on_click(lambda _: self._export(self.save_png, ".png"))
-
         self.gallery = GalleryStrip(lambda i: png_thumbnail(self._display(i)))
         self.gallery.set_images(self.images.labels, self.image)
         self.gallery.on_select(lambda i: self._picked("image", i))
-        self.upload = w.FileUpload(accept="image/*", multiple=False, description="explain my image")
-        self.upload.observe(self._uploaded, names="value")
 
         self.heatmap = HeatmapView(display_size=display_size, pixel_clicks=True)
         self.heatmap.set_image(self._image)
@@ -448,35 +410,22 @@ class Explorer(PanelsMixin, ExportMixin, w.VBox):
             (self.heatmap, "clrp-main-map"),
             (self.neuron_view, "clrp-neuron-view"),
             (self.thumbs, "clrp-thumbnails"),
-            (self.cancel_button, "clrp-cancel"),
-            (self.progress, "clrp-progress"),
-            (self.note, "clrp-note"),
-            (self.upload, "clrp-upload"),
         ]:
             widget.add_class(name)  # stable hooks for styling and browser tests
-        pickers = w.VBox(
-            [
-                w.HBox([self.class_search, self.top_k_picker]),
-                self.target_picker,
-                self.contrast_picker,
-                self.class_b_picker,
-                self.note,
-                self.rules_picker,
-                w.HBox([self.progress, self.cancel_button]),
-                self.status,
-                w.HBox([self.export_name]),
-                w.HBox([self.netcdf_button, self.png_button]),
-            ]
-        )
-        header = w.HBox([self.top5.figure, pickers])
+        header = w.HBox([self.top5.figure, self.controls.box()])
         self.heatmap.layout.min_width = f"{min(self.heatmap.display_size + 40, 340)}px"
         self.neuron_view.layout.margin = "0 0 0 24px"
         maps = w.HBox([self.heatmap, self.neuron_view])
-        images = w.HBox([self.gallery, self.upload])
-        layer = w.HBox([self.layer_picker, self.mode_picker])
+        images = w.HBox([self.gallery, self.controls.upload])
+        layer = w.HBox([self.controls.layer_picker, self.controls.mode_picker])
         return [header, images, maps, layer, self.bars.figure, self.thumbs]
 
     def _picked(self, name: str, value: Any) -> None:
+        """A user's pick (a picker, a bar, a thumbnail, the gallery): through the state machine;
+        a refused one is said and the pickers show the state again."""
+        if name == "top_k":
+            self.top_k = value
+            return
         if getattr(self, name) == value or value is None:
             return
         try:
@@ -485,56 +434,10 @@ class Explorer(PanelsMixin, ExportMixin, w.VBox):
             self._complain(exc)
             self._sync_pickers()
 
-    def _searched(self, change: dict) -> None:
-        index = self._search_index.get(change["new"])
-        if index is not None:
-            self._picked("target", index)
-
     def _sync_pickers(self) -> None:
-        self._updating = True
-        try:
-            if self.target >= 0:
-                self.target_picker.value = self.target
-                self.class_search.value = self._class_label(self.target)
-            if self.class_b >= 0:
-                self.class_b_picker.value = self.class_b
-            self.contrast_picker.value = self.contrast
-            self.class_b_picker.layout.display = None if self.contrast == "pairwise" else "none"
-            self.rules_picker.value = self.rules
-            if self.layer in self.layer_names:
-                self.layer_picker.value = self.layer
-            self.mode_picker.value = self.neuron_mode
-            self.top_k_picker.value = self.top_k
-            if self.gallery.selected != self.image:
-                self.gallery.select(self.image)
-        finally:
-            self._updating = False
-
-    def _class_label(self, c: int) -> str:
-        return f"{self.class_names[c]} ({c})"
-
-    def _fill_class_pickers(self) -> None:
-        classes = [(self._class_label(i), i) for i in range(len(self.class_names))]
-        self._search_index = {label: i for label, i in classes}
-        self._updating = True
-        try:
-            self.target_picker.options = classes
-            self.class_b_picker.options = classes
-            self.class_search.options = [label for label, _ in classes]
-            self.class_search.placeholder = f"search {len(classes)} classes…"
-        finally:
-            self._updating = False
-
-    def _fill_layer_picker(self, ex: Any) -> None:
-        self.layer_names = list(ex.layer_names)
-        self._layer_types = {n: layer_type(ex, n) for n in self.layer_names}
-        self._updating = True
-        try:
-            self.layer_picker.options = [
-                (f"{n} ({self._layer_types[n]})", n) for n in self.layer_names
-            ]
-        finally:
-            self._updating = False
+        self.controls.show({**self._current(), "top_k": self.top_k}, self.class_names)
+        if self.gallery.selected != self.image:
+            self.gallery.select(self.image)
 
     def _follow_display(self, change: dict) -> None:
         setattr(self.neuron_view, change["name"], change["new"])
@@ -545,29 +448,22 @@ class Explorer(PanelsMixin, ExportMixin, w.VBox):
         self.busy = busy
         for widget in (self.heatmap, self.neuron_view, self.thumbs):
             widget.busy = busy
-        self.cancel_button.disabled = not busy
-        if busy:
-            self.status.value = "computing…"
-            self.progress.bar_style = ""
-        else:
+        self.controls.show_busy(busy, failed=bool(self.error))
+        if not busy:
             self.stage = ""
-            self.progress.value = 0.0
             if self.heatmap.state.get("stage"):
                 self.heatmap.state = {**self.heatmap.state, "stage": ""}
-            if not self.error and self.status.value.startswith("computing"):
-                self.status.value = ""
 
     def _complain(self, exc: Exception) -> None:
         """A refused front-end request: said in the widget, nothing changed."""
         self.error = f"{type(exc).__name__}: {exc}"
-        self.status.value = f"not done: {exc}"
+        self.controls.status.value = f"not done: {exc}"
 
     def _show_error(self, exc: Exception) -> None:
         """A failed request (from the worker): shown, and the state goes back to the shown view."""
         self._failure = exc
         self.error = f"{type(exc).__name__}: {exc}"
-        self.status.value = f"error: {self.error}"
-        self.progress.bar_style = "danger"
+        self.controls.show_error(self.error)
         self._revert()
         self.heatmap.state = {**self.heatmap.state, "error": self.error}
 
@@ -615,15 +511,10 @@ class Explorer(PanelsMixin, ExportMixin, w.VBox):
         if channel is not None and channel in self.thumbs.channels and layer == self._thumbs_layer:
             self.toggle_channel(channel, layer=layer)
 
-    def _uploaded(self, change: dict) -> None:
-        files = change["new"]
-        if not files:
-            return
-        item = files[-1]
-        name = str(item.get("name", "upload")) if isinstance(item, dict) else "upload"
+    def _uploaded(self, name: str, content: bytes) -> None:
+        """An uploaded image file joins the set and is shown (a file that cannot be is said)."""
         try:
-            content = item["content"] if isinstance(item, dict) else item.content
-            with Image.open(io.BytesIO(bytes(content))) as img:
+            with Image.open(io.BytesIO(content)) as img:
                 x = as_input(img.convert("RGB"), self.bundle)
             if self.images.xs and x.shape[1:] != self.images.xs[0].shape[1:]:
                 raise InputError(
@@ -631,7 +522,7 @@ class Explorer(PanelsMixin, ExportMixin, w.VBox):
                     f"{tuple(self.images.xs[0].shape[1:])}; use a bundle whose preprocess resizes"
                 )
         except Exception as exc:  # a user's file: say why it cannot be shown
-            self.status.value = f"could not use {name}: {exc}"
+            self.controls.status.value = f"could not use {name}: {exc}"
             return
         index = self.images.add(x, f"upload: {Path(name).stem}")
         self.gallery.set_images(self.images.labels, self.image)
@@ -641,119 +532,45 @@ class Explorer(PanelsMixin, ExportMixin, w.VBox):
     def _submit(self) -> None:
         view = self.view
         self.error, self._failure = "", None
-        self._runner.submit(lambda job: self._render(view, job))
+        self._runner.submit(lambda job: self.pipeline.run(view, job))
 
-    def _stage(self, job: Job, stage: str, done: float) -> None:
-        def show() -> None:
-            self.stage = stage
-            self.progress.value = done
-            self.status.value = f"computing: {stage}…"
-            self.heatmap.state = {**self.heatmap.state, "stage": stage}
+    # ---------------------------------------------- the pipeline's publish steps (its Screen)
+    def _has_classes(self) -> bool:
+        return self.controls.has_classes
 
-        job.publish(show)
+    def _show_stage(self, stage: str, done: float) -> None:
+        self.stage = stage
+        self.controls.show_stage(stage, done)
+        self.heatmap.state = {**self.heatmap.state, "stage": stage}
 
-    def _prepare(self, view: View, job: Job) -> View:
-        """Build the model's Explainer, predict the image and resolve the view's defaults."""
-        s = self.session
-        if not self.layer_names:
-            self._stage(job, "preparing the model", 0.05)
-        ex = s.explainer(view.rules)
-        if s.cached_probs(view.rules, view.image) is None:
-            self._stage(job, "predicting", 0.15)
-        probs = s.probs(view.rules, view.image)
-        if not self.layer_names:  # after the forward pass: op-level layers are known by then
-            job.publish(lambda: self._fill_layer_picker(ex))
-        if not self.class_names:
-            numbered = [f"class {i}" for i in range(len(probs))]
-            job.publish(lambda: setattr(self, "class_names", numbered))
-        if not self.target_picker.options:
+    def _adopt_layers(self, ex: Any) -> None:
+        """The model's layers (known after its first forward pass) in the layer picker."""
+        self.layer_names = list(ex.layer_names)
+        self._layer_types = {n: layer_type(ex, n) for n in self.layer_names}
+        self.controls.fill_layers([(f"{n} ({self._layer_types[n]})", n) for n in self.layer_names])
 
-            def classes() -> None:
-                self._fill_class_pickers()
-                self._updating = True
-                try:
-                    self._set_classes(self._asked["target"], self._asked["class_b"])
-                finally:
-                    self._updating = False
+    def _adopt_class_names(self, names: list[str]) -> None:
+        self.class_names = names
 
-            job.publish(classes)
-            view = replace(view, target=self.target, class_b=self.class_b)
-        ranked = [int(c) for c in np.argsort(-probs, kind="stable")]
-        target = view.target if view.target >= 0 else ranked[0]
-        class_b = view.class_b
-        if class_b < 0 or class_b == target:
-            class_b = next(c for c in ranked if c != target)
-        layer = view.layer or self._asked["layer"] or default_layer(s.explainer(view.rules))
-        check_choice(layer, self.layer_names, "layer")
-        resolved = replace(view, target=target, class_b=class_b, layer=layer)
-        if resolved != view:
+    def _adopt_classes(self) -> None:
+        """The class pickers' options, and the constructor's target and class B checked."""
+        self.controls.fill_classes(self.class_names)
+        self._updating = True
+        try:
+            self._set_classes(self._asked["target"], self._asked["class_b"])
+        finally:
+            self._updating = False
 
-            def adopt() -> None:
-                self._set_state({"target": target, "class_b": class_b, "layer": layer})
-                self._sync_pickers()
+    def _adopt_defaults(self, target: int, class_b: int, layer: str) -> None:
+        """The view's defaults, resolved once the image is predicted, become the state."""
+        self._set_state({"target": target, "class_b": class_b, "layer": layer})
+        self._sync_pickers()
 
-            job.publish(adopt)
-        job.publish(lambda: self._show_prediction(resolved.image, probs))
-        return resolved
-
-    def _known_channels(self, view: View) -> bool:
-        """Whether the view's channels are known to exist (before its layer's tree is made)."""
-        n_units = self._shown.get(("units", view.layer))
-        return not view.channels or (
-            n_units is not None and all(0 <= c < n_units for c in view.channels)
-        )
-
-    def _render(self, view: View, job: Job) -> None:
-        """Compute what ``view`` needs, stopping part-way as soon as a newer request arrives."""
-        with stoppable(lambda: not job.current()):
-            self._compute(view, job)
-
-    def _compute(self, view: View, job: Job) -> None:
-        """Compute what ``view`` needs (cached parts are free), publishing each part if current."""
-        s = self.session
-        view = self._prepare(view, job)
-        if not job.current():
-            return
-        self._stage(job, "main map", 0.3)
-        main = s.decision_map(view)
-        if not s.tree_cached(view) and self._known_channels(view):  # show the map first
-            job.publish(lambda: self._show_header(view, main))
-            if not job.current():
-                return
-            self._stage(job, "neuron bars", 0.4)
-        layer = s.layer(view)
-        n_units = s.n_channels(view)
-        job.publish(lambda: self._shown.__setitem__(("units", view.layer), n_units))
-        bad = [c for c in view.channels if not 0 <= c < n_units]
-        if bad:
-            raise ConfigError(
-                f"channel {bad[0]} is out of range for layer {view.layer}; use 0..{n_units - 1}"
-            )
-        if not view.channels:
-            job.publish(lambda: self._show_main(view, main, layer, []))
-        else:
-            job.publish(lambda: self._show_main(view, main, layer))
-            if not job.current():
-                return
-            self._stage(job, "neuron maps", 0.5)
-            chan_maps = s.channel_maps(view)
-            job.publish(lambda: self._show_main(view, main, layer, chan_maps))
-        if self.atlas is not None and job.current():  # neuron atlas hook: follow the selection
-            self.atlas.set_image(s.xs[view.image])
-            channel = view.channels[-1] if view.channels else None
-            contrast = view.class_b if view.contrast == "pairwise" else view.contrast
-            self.atlas.follow(view.layer, channel, view.target, contrast)
-        strength = layer["neuron_relevance"].sel(kind=view.kind).values
-        top = [int(c) for c in np.argsort(-strength, kind="stable")[:THUMBNAILS] if strength[c] > 0]
-        if not job.current() or not self._changed_peek("thumbs", (view.decision(), tuple(top))):
-            return
-        self._stage(job, f"thumbnails of {len(top)} channels", 0.7)
-        maps = s.conditional(view, top, stop=lambda: not job.current())
-        if maps is not None:
-            job.publish(lambda: self._show_thumbs(view, top, maps, layer))
+    def _set_units(self, layer: str, n_units: int) -> None:
+        self._shown[("units", layer)] = n_units
 
 
-def _atlas_panel(explainer: Any, store: Any, data: Any, x: Any) -> Any:
+def _atlas_panel(explainer: Any, store: Any, data: Any, x: Any, lock: Any) -> Any:
     """The neuron atlas panel of ``Explorer(..., atlas=store, data=data)``."""
     from clrp_widgets.widgets.atlas import AtlasPanel
 
@@ -762,7 +579,7 @@ def _atlas_panel(explainer: Any, store: Any, data: Any, x: Any) -> Any:
             "atlas needs data: pass data= with the images and targets the store was written "
             "from (the same argument as cw.scale.explain_dataset's)"
         )
-    return AtlasPanel(explainer, store, data, x)
+    return AtlasPanel(explainer, store, data, x, lock=lock)
 
 
 def demo(seed: int = 0, **kwargs: Any) -> Explorer:

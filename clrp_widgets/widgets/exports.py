@@ -22,8 +22,7 @@ class ExportMixin:
     session: Any
     class_names: list[str]
     map_version: int
-    export_name: Any
-    status: Any
+    controls: Any
 
     @property
     def result(self) -> xr.DataTree:
@@ -94,9 +93,11 @@ class ExportMixin:
         Image.fromarray(side_by_side(panels)).save(path)
         return path
 
-    def _export(self, save: Any, suffix: str) -> None:
+    def _export(self, suffix: str, name: str) -> None:
+        """A save button: the view as ``name`` with ``suffix`` (".nc" or ".png") on the server."""
+        save = self.save_netcdf if suffix == ".nc" else self.save_png
         try:
-            path = save(Path(self.export_name.value).with_suffix(suffix))
-            self.status.value = f"saved {path.resolve()}"
+            path = save(Path(name).with_suffix(suffix))
+            self.controls.status.value = f"saved {path.resolve()}"
         except Exception as exc:  # shown to the user, who can fix the path
-            self.status.value = f"could not save: {exc}"
+            self.controls.status.value = f"could not save: {exc}"

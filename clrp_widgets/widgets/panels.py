@@ -64,8 +64,8 @@ class PanelsMixin:
         self._shown[part] = key
         return True
 
-    def _changed_peek(self, part: str, key: Any) -> bool:
-        return self._shown.get(part) != key
+    def _shows(self, part: str, key: Any) -> bool:
+        return self._shown.get(part) == key
 
     def _units_of(self, view: View, n_units: int | None = None, layer: Any = None) -> UnitNames:
         if layer is not None:  # transformer layers: heads and hidden units, from the tree

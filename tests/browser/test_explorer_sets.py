@@ -31,7 +31,7 @@ CELLS = [
     "    keys = ('image', 'target', 'contrast', 'class_b', 'map_version')\n"
     "    state = {k: getattr(explorer, k) for k in keys}\n"
     "    state['labels'] = explorer.gallery.labels\n"
-    "    state['note'] = explorer.note.value\n"
+    "    state['note'] = explorer.controls.note.value\n"
     "    _log.open('a').write(json.dumps(state) + '\\n')\n"
     "explorer.observe(_record, names=['map_version', 'image', 'class_b'])\n"
     "_record()\n"

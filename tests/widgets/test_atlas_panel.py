@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import threading
 
+import ipywidgets as w
 import numpy as np
 import pytest
+import traitlets as t
 from PIL import Image
 from widget_messages import custom, update
 
@@ -13,6 +16,7 @@ import clrp_widgets as cw
 from clrp_widgets.engine.errors import ConfigError
 from clrp_widgets.scale import explain_dataset, reference_samples
 from clrp_widgets.widgets.atlas import MIN_CROP, TILE, square_around
+from clrp_widgets.widgets.runner import Job, LatestRunner
 
 LAYER = "features.11"
 
@@ -99,6 +103,68 @@ def test_the_panel_follows_the_target_and_the_layer(explorer, atlas):
     assert set(refs["target"].values) <= {other}
     explorer.select(layer="features.8")  # a new layer clears the selection
     assert panel.path == [] and panel.references == []
+
+
+def test_the_worker_changes_widgets_only_inside_publish(atlas, monkeypatch):
+    """Every synced change the worker makes, the atlas's included, runs inside ``Job.publish``
+    (or the runner's busy callback, under the same lock): never a half-drawn view."""
+    inside = threading.local()
+
+    def marked(method):
+        def run(*args, **kwargs):
+            was, inside.on = getattr(inside, "on", False), True
+            try:
+                return method(*args, **kwargs)
+            finally:
+                inside.on = was
+
+        return run
+
+    stray: list[tuple[str, str]] = []
+
+    def check(what: str) -> None:
+        if threading.current_thread().name == "clrp-runner" and not getattr(inside, "on", False):
+            stray.append((what, threading.current_thread().name))
+
+    def watch(widget) -> None:
+        def changed(change):
+            check(f"{type(widget).__name__}.{change['name']}")
+
+        widget.observe(changed, names=t.All)
+
+    monkeypatch.setattr(Job, "publish", marked(Job.publish))
+    monkeypatch.setattr(LatestRunner, "__init__", _busy_marked(marked))
+    monkeypatch.setattr(w.Widget, "_widget_construction_callback", None)
+    made: list = []
+    w.Widget.on_widget_constructed(made.append)
+    bundle, scenes, store = atlas
+    explorer = cw.Explorer(bundle, scenes.tensor()[:2], layer=LAYER, atlas=store, data=scenes)
+    for widget in made:
+        watch(widget)
+    w.Widget.on_widget_constructed(lambda widget: (check(type(widget).__name__), watch(widget)))
+    explorer.wait()
+    other = int(np.flatnonzero(scenes.labels.values[0])[-1])
+    for request in [
+        {"channels": [7]},
+        {"channels": [7, 3]},
+        {"target": other},
+        {"contrast": "pairwise"},
+        {"layer": "features.8"},
+        {"image": 1},
+        {"channels": [2]},
+    ]:
+        explorer.select(**request)
+    assert explorer.atlas.path == [("features.8", 2)] and explorer.atlas.references
+    assert stray == []
+
+
+def _busy_marked(marked):
+    init = LatestRunner.__init__
+
+    def __init__(self, on_busy, on_error):
+        init(self, marked(on_busy), on_error)
+
+    return __init__
 
 
 def test_atlas_needs_the_stores_data(atlas):

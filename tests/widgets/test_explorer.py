@@ -72,8 +72,8 @@ def test_top5_click_and_target_picker_change_the_target(ex):
     ex.wait()
     assert ex.target == other and ex.heatmap.state["target"] == other
     assert not np.array_equal(before, shown(ex.heatmap))
-    assert ex.target_picker.value == other
-    update(ex.target_picker, index=4)
+    assert ex.controls.target_picker.value == other
+    update(ex.controls.target_picker, index=4)
     ex.wait()
     assert ex.target == 4 and ex.heatmap.state["target_name"] == "bar"
 
@@ -82,7 +82,7 @@ def test_top5_click_and_target_picker_change_the_target(ex):
 def test_every_contrast_from_the_picker(ex, explainer, image, contrast):
     index = [v for _, v in CONTRASTS].index(contrast)
     version = ex.map_version
-    update(ex.contrast_picker, index=index)
+    update(ex.controls.contrast_picker, index=index)
     ex.wait()
     assert ex.error == "" and ex.contrast == contrast
     assert ex.heatmap.state["contrast"] == contrast
@@ -92,7 +92,7 @@ def test_every_contrast_from_the_picker(ex, explainer, image, contrast):
     if contrast in ("gradient", "guided_backprop", "gradcam"):
         want = explainer.baseline(image, ex.target, contrast).values[0]
         np.testing.assert_allclose(main, want, rtol=1e-5, atol=1e-7)
-    assert (ex.class_b_picker.layout.display is None) == (contrast == "pairwise")
+    assert (ex.controls.class_b_picker.layout.display is None) == (contrast == "pairwise")
 
 
 def test_a_baseline_shows_its_map_before_the_neuron_bars(ex, explainer, image):
@@ -145,7 +145,7 @@ def test_a_new_target_shows_its_contrast_map_first_and_costs_two_passes(ex, expl
 def test_pairwise_contrast_follows_class_b(ex, explainer, image):
     ex.select(contrast="pairwise", class_b=3)
     first = shown(ex.heatmap)[0].copy()
-    update(ex.class_b_picker, index=2)
+    update(ex.controls.class_b_picker, index=2)
     ex.wait()
     assert ex.class_b == 2
     tree = explainer.explain(image, ex.target, contrast=2, layers=["features.3"])
@@ -158,7 +158,7 @@ def test_pairwise_contrast_follows_class_b(ex, explainer, image):
 
 def test_every_rules_preset_from_the_picker(ex):
     for i, rules in enumerate(RULES):
-        update(ex.rules_picker, index=i)
+        update(ex.controls.rules_picker, index=i)
         ex.wait()
         assert ex.error == "" and ex.rules == rules and ex.heatmap.state["rules"] == rules
 
@@ -249,7 +249,7 @@ def test_pixel_click_lists_the_layers_most_relevant_channels(ex, explainer, imag
 
 def test_layer_picker_resets_channels_and_redraws_bars(ex):
     ex.select(channels=[1, 2])
-    update(ex.layer_picker, index=ex.layer_names.index("features.0"))
+    update(ex.controls.layer_picker, index=ex.layer_names.index("features.0"))
     ex.wait()
     assert ex.layer == "features.0" and ex.channels == []
     assert sorted(ex.bars.channels) == list(range(8))
@@ -258,7 +258,7 @@ def test_layer_picker_resets_channels_and_redraws_bars(ex):
 
 def test_neuron_mode_shows_the_papers_neuron_explanation(ex, explainer, image):
     ex.select(channels=[5])
-    update(ex.mode_picker, index=1)
+    update(ex.controls.mode_picker, index=1)
     ex.wait()
     assert ex.neuron_mode == "neuron" and ex.neuron_view.state["neuron_mode"] == "neuron"
     tree = explainer.neuron(image, "features.3", 5, contrast="layer")
@@ -315,11 +315,11 @@ def test_export_netcdf_round_trips_and_png_shows_the_panels(ex, tmp_path):
     assert "features.3" in back["layers"].children
     png = Image.open(ex.save_png(tmp_path / "maps.png"))
     assert png.size == (4 * 32 + 3 * 4, 32)  # decision map, A, B, A − B
-    ex.export_name.value = str(tmp_path / "via_button")
-    ex.png_button.click()
-    ex.netcdf_button.click()
+    ex.controls.export_name.value = str(tmp_path / "via_button")
+    ex.controls.png_button.click()
+    ex.controls.netcdf_button.click()
     assert (tmp_path / "via_button.png").exists() and (tmp_path / "via_button.nc").exists()
-    assert ex.status.value.startswith("saved ")
+    assert ex.controls.status.value.startswith("saved ")
 
 
 def test_bad_choices_name_the_fix(ex):

@@ -101,11 +101,11 @@ def test_no_message_raises_or_leaves_a_stuck_or_inconsistent_explorer(messages):
 )
 def test_picker_updates_and_top_k_never_leave_a_stuck_state(picker, index, top_k):
     ex = explorer()
-    widget = getattr(ex, picker)
+    widget = getattr(ex.controls, picker)
     if index < len(widget.options):
         update(widget, index=index)
     if 1 <= top_k <= 50:
-        update(ex.top_k_picker, value=top_k)
+        update(ex.controls.top_k_picker, value=top_k)
     assert ex._runner.wait(60)
     consistent(ex)
     assert ex.class_b != ex.target

@@ -115,15 +115,15 @@ def test_an_upload_is_explained_through_the_bundles_preprocess():
         "content": memoryview(png.getvalue()),
         "last_modified": datetime.now(timezone.utc),
     }
-    ex.upload.set_trait("value", (item,))
+    ex.controls.upload.set_trait("value", (item,))
     ex.wait()
     assert ex.image == 2 and ex.gallery.labels[2] == "upload: mine"
     want = bundle.preprocess(Image.fromarray(rgb))
     torch.testing.assert_close(ex.images.xs[2], want.reshape(1, *want.shape[-3:]))
     assert ex.heatmap.state["image"] == 2 and ex.heatmap.height == 64
     bad = dict(item, name="broken.png", content=memoryview(b"not an image"))
-    ex.upload.set_trait("value", (bad,))
-    assert ex.image == 2 and "could not use broken.png" in ex.status.value
+    ex.controls.upload.set_trait("value", (bad,))
+    assert ex.image == 2 and "could not use broken.png" in ex.controls.status.value
 
 
 def test_the_readme_explorer_snippet_runs():

@@ -34,14 +34,16 @@ def consistent(ex: Explorer) -> None:
         ex.layer,
         ex.contrast,
     )
-    assert ex.target_picker.value == ex.target and ex.layer_picker.value == ex.layer
+    assert (
+        ex.controls.target_picker.value == ex.target and ex.controls.layer_picker.value == ex.layer
+    )
 
 
 def test_a_bar_click_right_after_a_layer_change_is_not_resolved_against_the_new_layer(ex):
     old = list(ex.bars.channels)  # features.3: 24 channels
     assert max(old[:20]) >= 8  # a channel that features.0 (8 channels) does not have
     with ex.session.lock:  # the worker cannot redraw the bars before the click arrives
-        update(ex.layer_picker, index=ex.layer_names.index("features.0"))
+        update(ex.controls.layer_picker, index=ex.layer_names.index("features.0"))
         bar_click(ex.bars.bars, int(np.argmax(old[:20])))
         custom(
             ex.thumbs, {"event": "thumb", "channel": ex.thumbs.channels[0], "layer": "features.3"}
@@ -59,7 +61,7 @@ def test_a_listed_neuron_of_an_old_layer_is_ignored(ex):
     listed = ex.heatmap.pixel_neurons
     assert listed and all(n["layer"] == "features.3" for n in listed)
     with ex.session.lock:
-        update(ex.layer_picker, index=ex.layer_names.index("features.0"))
+        update(ex.controls.layer_picker, index=ex.layer_names.index("features.0"))
         custom(
             ex.heatmap, {"event": "neuron", "channel": listed[0]["channel"], "layer": "features.3"}
         )
@@ -121,7 +123,7 @@ def test_a_failed_request_is_shown_and_the_next_one_works(explainer, image):
     ex.session._explainers[ex.rules].engine.clear_cache()
     with pytest.raises(RuntimeError, match="the model broke"):
         ex.select(target=(before + 1) % 5)
-    assert "the model broke" in ex.status.value and ex.target == before  # reverted, shown
+    assert "the model broke" in ex.controls.status.value and ex.target == before  # reverted, shown
     consistent(ex)
     flaky.fail = False
     ex.select(target=(before + 1) % 5)
@@ -143,22 +145,22 @@ def test_the_explorer_displays_before_the_model_answers(explainer, image):
     ex = Explorer(Slow().eval(), image)  # returns at once: the worker waits for the model
     assert ex.busy and ex.heatmap.busy and ex.heatmap.maps == b""
     assert ex.heatmap.panel_titles == ["computing…"] and ex.heatmap.image != b""
-    assert not ex.cancel_button.disabled
+    assert not ex.controls.cancel_button.disabled
     gate.set()
     ex.wait()
-    assert ex.map_version >= 1 and not ex.busy and ex.cancel_button.disabled
+    assert ex.map_version >= 1 and not ex.busy and ex.controls.cancel_button.disabled
     assert ex.class_names == [f"class {i}" for i in range(5)]  # a plain module: numbered
-    assert ex.layer_picker.options[0] == ("net.features.0 (Conv2d)", "net.features.0")
+    assert ex.controls.layer_picker.options[0] == ("net.features.0 (Conv2d)", "net.features.0")
 
 
 def test_cancel_stops_the_request_and_keeps_the_shown_view(ex):
     before = ex.view
     with ex.session.lock:
-        update(ex.target_picker, index=4)
+        update(ex.controls.target_picker, index=4)
         assert ex.busy
         ex.cancel()
     assert ex._runner.wait(30)
-    assert ex.view == before and "cancelled" in ex.status.value
+    assert ex.view == before and "cancelled" in ex.controls.status.value
     consistent(ex)
     ex.select(target=4)
     assert ex.heatmap.state["target"] == 4
@@ -166,14 +168,14 @@ def test_cancel_stops_the_request_and_keeps_the_shown_view(ex):
 
 def test_class_b_never_equals_the_target(ex):
     ex.select(contrast="pairwise", class_b=3, target=0)
-    update(ex.class_b_picker, index=0)  # B = the target: refused in place
+    update(ex.controls.class_b_picker, index=0)  # B = the target: refused in place
     ex.wait()
-    assert ex.class_b == 3 and ex.class_b_picker.value == 3
-    assert "must differ from the target" in ex.note.value
+    assert ex.class_b == 3 and ex.controls.class_b_picker.value == 3
+    assert "must differ from the target" in ex.controls.note.value
     assert ex.heatmap.panel_titles[0] == f"{NAMES[0]} rather than {NAMES[3]}: {NAMES[0]}"
-    update(ex.target_picker, index=3)  # the target moved onto B: B moves away
+    update(ex.controls.target_picker, index=3)  # the target moved onto B: B moves away
     ex.wait()
-    assert ex.target == 3 and ex.class_b != 3 and "class B is now" in ex.note.value
+    assert ex.target == 3 and ex.class_b != 3 and "class B is now" in ex.controls.note.value
     assert ex.heatmap.panel_titles[0] == (f"{NAMES[3]} rather than {NAMES[ex.class_b]}: {NAMES[3]}")
     with pytest.raises(ConfigError, match="must differ"):
         ex.select(class_b=3)
@@ -189,7 +191,7 @@ def test_baselines_say_what_the_neuron_panel_shows(ex):
 
 
 def test_layers_show_their_type_and_units_their_kind(ex):
-    labels = dict((v, k) for k, v in ex.layer_picker.options)
+    labels = dict((v, k) for k, v in ex.controls.layer_picker.options)
     assert labels["features.3"] == "features.3 (Conv2d)"
     assert labels["classifier.3"] == "classifier.3 (Linear)"
     ex.select(layer="classifier.3")  # the output layer: one unit per class
@@ -203,9 +205,9 @@ def test_layers_show_their_type_and_units_their_kind(ex):
 
 
 def test_top_k_search_and_every_row_clickable(ex):
-    update(ex.top_k_picker, value=3)
+    update(ex.controls.top_k_picker, value=3)
     assert len(ex.top5.classes) == 3 and "top-3" in ex.top5.figure.title
-    update(ex.class_search, value=f"{NAMES[2]} (2)")
+    update(ex.controls.class_search, value=f"{NAMES[2]} (2)")
     ex.wait()
     assert ex.target == 2 and ex.heatmap.state["target"] == 2
 

@@ -35,7 +35,7 @@ def test_switching_rules_keeps_overrides_and_canonizers():
     own = cw.Explainer(model, input_bounds=(0.0, 1.0), **settings)
     ex = Explorer(own, image).wait()
     assert ex.error == ""
-    update(ex.rules_picker, index=RULES.index("epsilon"))
+    update(ex.controls.rules_picker, index=RULES.index("epsilon"))
     ex.wait()
     assert ex.error == "" and ex.rules == "epsilon"
     other = ex.session.explainer("epsilon")

@@ -76,7 +76,7 @@ def test_first_view_and_a_bar_click(explorer: Explorer) -> None:
 def test_an_op_level_layer_answers_a_bar_click(explorer: Explorer) -> None:
     ops = [n for n in explorer.layer_names if ":" in n]
     assert ops, "no op-level layer (e.g. 'layer1.0:add') in the layer picker"
-    update(explorer.layer_picker, index=explorer.layer_names.index(ops[len(ops) // 2]))
+    update(explorer.controls.layer_picker, index=explorer.layer_names.index(ops[len(ops) // 2]))
     explorer.wait()
     assert explorer.error == "" and explorer.layer == ops[len(ops) // 2]
     check_bar_click(explorer)
