@@ -35,7 +35,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 typecheck: setup
-	$(BIN)/mypy clrp_widgets/engine clrp_widgets/results
+	$(BIN)/mypy clrp_widgets/engine clrp_widgets/results clrp_widgets/widgets
 
 jstest: setup
 	node --test js/tests/

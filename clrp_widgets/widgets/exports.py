@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
@@ -12,17 +13,28 @@ from PIL import Image
 
 from clrp_widgets.engine.errors import InputError
 from clrp_widgets.widgets.maps import render_rgb, side_by_side
+from clrp_widgets.widgets.session import View
 
 
 class ExportMixin:
     """``result``, ``save_netcdf``, ``save_png`` and the browser download of the
     :class:`~clrp_widgets.widgets.explorer.Explorer`."""
 
+    # Provided by the Explorer.
     heatmap: Any
     session: Any
+    controls: Any
     class_names: list[str]
     map_version: int
-    controls: Any
+    _image: np.ndarray
+    _shown_view: View | None
+    _state: Callable[[View, int], dict[str, Any]]
+    wait: Callable[..., Any]
+
+    if TYPE_CHECKING:
+
+        @property
+        def view(self) -> View: ...
 
     @property
     def result(self) -> xr.DataTree:

@@ -24,7 +24,8 @@ from clrp_widgets.widgets._static import STYLE, bundle
 def png_thumbnail(rgb: np.ndarray, size: int = 64) -> bytes:
     """An (H, W, 3) uint8 image as PNG bytes, its larger side ``size`` pixels."""
     img = Image.fromarray(np.asarray(rgb, dtype=np.uint8))
-    img.thumbnail((size, size), Image.Resampling.NEAREST if max(img.size) < size else None)
+    small = max(img.size) < size  # enlarged: keep the pixels sharp
+    img.thumbnail((size, size), Image.Resampling.NEAREST if small else Image.Resampling.BICUBIC)
     out = io.BytesIO()
     img.save(out, format="PNG")
     return out.getvalue()

@@ -14,7 +14,7 @@ from clrp_widgets.results import decode_attrs
 _COLORMAPS = json.loads((Path(__file__).resolve().parent / "colormaps.json").read_text())
 
 
-def display_image(x: np.ndarray, bounds: object = None) -> np.ndarray:
+def display_image(x: np.ndarray, bounds: tuple[Any, Any] | None = None) -> np.ndarray:
     """(C, H, W) model input -> (H, W, 3) uint8 for display.
 
     With input bounds (low, high), scalars or per channel, the input is mapped back to [0, 1] by
@@ -24,7 +24,7 @@ def display_image(x: np.ndarray, bounds: object = None) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     c = x.shape[0]
     if bounds is not None:
-        low, high = (np.asarray(b, dtype=np.float64).reshape(-1) for b in bounds)  # type: ignore[union-attr]
+        low, high = (np.asarray(b, dtype=np.float64).reshape(-1) for b in bounds)
         low, high = np.broadcast_to(low, (c,)), np.broadcast_to(high, (c,))
     else:
         low, high = x.reshape(c, -1).min(1), x.reshape(c, -1).max(1)

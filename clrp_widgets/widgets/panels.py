@@ -7,6 +7,7 @@ exported HTML's embedded maps and the state mirrored to the front end.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,7 @@ from clrp_widgets.widgets.session import LRP_CONTRASTS, View
 class PanelsMixin:
     """Drawing methods of :class:`~clrp_widgets.widgets.explorer.Explorer`."""
 
-    # Provided by the Explorer: its widgets, state and session.
+    # Provided by the Explorer: its widgets, state traits, session and what is known.
     heatmap: Any
     neuron_view: Any
     thumbs: Any
@@ -36,10 +37,25 @@ class PanelsMixin:
     top5: Any
     gallery: Any
     session: Any
+    dataset_stats: Any
     class_names: list[str]
     layer_names: list[str]
+    target: int
+    rules: str
+    image: int
+    top_k: int
     map_version: int
+    _independent: bool
+    _layer_types: dict[str, str]
+    _display: Callable[[int], np.ndarray]
+    # What is on screen: written here, in the publish step, only.
+    _image: np.ndarray
+    _shown: dict[Any, Any]
+    _shown_view: View | None
+    _units: dict[str, UnitNames]
     _layer_shown: tuple[View, Any] | None
+    _thumbs_layer: str | None
+    _pixel_layer: str | None
 
     def _state(self, view: View, version: int) -> dict[str, Any]:
         return {

@@ -70,13 +70,18 @@ class _Cache:
         self.size = size
         self.items: OrderedDict[Hashable, Any] = OrderedDict()
 
+    def put(self, key: Hashable, value: Any) -> None:
+        self.items[key] = value
+        self.items.move_to_end(key)
+        while len(self.items) > self.size:
+            self.items.popitem(last=False)
+
     def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
         if key in self.items:
             self.items.move_to_end(key)
             return self.items[key]
-        value = self.items[key] = make()
-        while len(self.items) > self.size:
-            self.items.popitem(last=False)
+        value = make()
+        self.put(key, value)
         return value
 
 
@@ -231,7 +236,7 @@ class ExplainSession:
                     contrast=view.engine_contrast(),
                 )
                 for c, m in zip(chunk, np.asarray(arr.isel(sample=0).values), strict=True):
-                    self._maps.get((*base, c), lambda m=m: m)
+                    self._maps.put((*base, c), m)
         with self.lock:
             return {c: self._maps.get((*base, c), lambda: None) for c in channels}
 
