@@ -182,7 +182,7 @@ class Controls:
 
     # ----------------------------------------------------------------------------------- events
     def _pick(self, name: str, value: Any) -> None:
-        if not self._quiet and value is not None:
+        if not self._quiet:
             self._on_pick(name, value)
 
     def _searched(self, change: dict) -> None:

@@ -75,7 +75,7 @@ class PanelsMixin:
         }
 
     def _changed(self, part: str, key: Any) -> bool:
-        if self._shown.get(part) == key:
+        if self._shows(part, key):
             return False
         self._shown[part] = key
         return True
