@@ -174,7 +174,12 @@ def test_explorer_clicks_in_jupyterlab(lab_server, page):
     assert after != before
     state = kernel_state(log, lambda s: s["contrast"] == "clrp2")
     assert state["map_version"] > start["map_version"]
-    assert _data(main, "map-version") == state["map_version"]
+    # the header's map arrives before the finished view's state: wait for the DOM to follow
+    version = state["map_version"]
+    ut.locator(f".clrp-main-map .clrp-heatmap[data-map-version='{version}']").wait_for(
+        timeout=30_000
+    )
+    assert _data(main, "map-version") == version
     _assert_shown_is_computed(lab_server.root, state)
 
     # the thumbnails follow the main map; then no progress bar is left behind
